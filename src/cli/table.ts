@@ -1,0 +1,40 @@
+/** Control characters (ANSI escapes, CR, NUL) made visible so stored text cannot drive the terminal. */
+export function escapeControl(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (ch) => {
+    if (ch === '\n') return '\\n'
+    if (ch === '\r') return '\\r'
+    if (ch === '\t') return '\\t'
+    return `\\x${ch.charCodeAt(0).toString(16).padStart(2, '0')}`
+  })
+}
+
+export type Cell = string | number | null | undefined
+
+/** A plain-text table: numbers right-aligned, text left, `-` for empty cells. */
+export function renderTable(headers: string[], rows: Cell[][], footer?: Cell[]): string {
+  const all = footer ? [...rows, footer] : rows
+  const text = (c: Cell) => (c === null || c === undefined || c === '' ? '-' : escapeControl(String(c)))
+  const widths = headers.map((h, i) => Math.max(h.length, ...all.map((r) => [...text(r[i])].length)))
+  const numeric = headers.map((_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === 'number' || r[i] === null || r[i] === undefined))
+  const line = (cells: Cell[]) =>
+    cells
+      .map((c, i) => {
+        const t = text(c)
+        const pad = ' '.repeat(Math.max(0, widths[i] - [...t].length))
+        return numeric[i] ? pad + t : t + pad
+      })
+      .join('  ')
+      .trimEnd()
+  const out = [line(headers), widths.map((w) => '-'.repeat(w)).join('  ')]
+  for (const r of rows) out.push(line(r))
+  if (footer) out.push(widths.map((w) => '-'.repeat(w)).join('  '), line(footer))
+  return out.join('\n')
+}
+
+/** `████░░░░░░ 40%` */
+export function bar(fraction: number | null, width = 10): string {
+  if (fraction === null) return ''
+  const f = Math.max(0, Math.min(1, fraction))
+  const filled = Math.round(f * width)
+  return `${'█'.repeat(filled)}${'░'.repeat(width - filled)} ${Math.round(fraction * 100)}%`
+}

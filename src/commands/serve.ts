@@ -1,0 +1,110 @@
+import { Flags } from '@oclif/core'
+import { dirname, join } from 'node:path'
+import { BaseCommand } from '../cli/base-command.js'
+import { parseDuration } from '../cli/durations.js'
+import { buildGateway, DEFAULT_SETTINGS, type GatewaySettings } from '../compose.js'
+import { Calendar } from '../core/calendar.js'
+import { badRequest } from '../core/errors.js'
+import { parseLimitValue } from '../core/limits.js'
+import { startServer } from '../server.js'
+import { csvPathFor } from '../storage/csv-log.js'
+
+const seconds = (ms: number) => `${ms / 1000}s`
+
+export default class Serve extends BaseCommand<typeof Serve> {
+  static override summary = 'Start the gateway'
+  static override description =
+    'Serves the OpenAI-compatible API and the /chat route on 127.0.0.1:8080 by default. The upstream is configured by OPENAI_API_KEY and OPENAI_BASE_URL; without a key (or with --mock) a built-in mock provider answers.'
+  static override examples = ['<%= config.bin %> serve', 'OPENAI_API_KEY=sk-... <%= config.bin %> serve --host 0.0.0.0 --port 8080']
+  static override flags = {
+    host: Flags.string({ description: 'address to bind (0.0.0.0 exposes it: put TLS in front)', env: 'GATEWAY_HOST', default: '127.0.0.1' }),
+    port: Flags.integer({ description: 'port to listen on (0: any free port)', env: 'GATEWAY_PORT', default: 8080, min: 0, max: 65535 }),
+    mock: Flags.boolean({ description: 'answer with the built-in mock provider even if OPENAI_API_KEY is set', env: 'GATEWAY_MOCK', default: false }),
+    model: Flags.string({ description: 'model for the /chat route', env: 'GATEWAY_MODEL', default: DEFAULT_SETTINGS.model }),
+    'upstream-timeout': Flags.string({ description: 'longest a whole upstream request may take', env: 'GATEWAY_UPSTREAM_TIMEOUT', default: seconds(DEFAULT_SETTINGS.totalTimeoutMs) }),
+    'upstream-ttfb-timeout': Flags.string({ description: 'longest wait for the upstream\'s response headers', env: 'GATEWAY_UPSTREAM_TTFB_TIMEOUT', default: seconds(DEFAULT_SETTINGS.firstByteTimeoutMs) }),
+    timezone: Flags.string({ description: 'time zone of the daily budget\'s calendar day', env: 'GATEWAY_TIMEZONE', default: DEFAULT_SETTINGS.timezone }),
+    'max-inflight': Flags.string({ description: 'upstream requests in flight at once, all keys (or "off")', env: 'GATEWAY_MAX_INFLIGHT', default: String(DEFAULT_SETTINGS.maxInflight) }),
+    'queue-size': Flags.integer({ description: 'requests that may wait for a slot (0: refuse instead)', env: 'GATEWAY_QUEUE_SIZE', default: DEFAULT_SETTINGS.queueSize, min: 0 }),
+    'queue-timeout': Flags.string({ description: 'longest wait for a slot before 503', env: 'GATEWAY_QUEUE_TIMEOUT', default: seconds(DEFAULT_SETTINGS.queueTimeoutMs) }),
+    'trust-proxy': Flags.boolean({ description: 'take the client IP from X-Forwarded-For (only behind your own proxy)', env: 'GATEWAY_TRUST_PROXY', default: false }),
+    'csv-log': Flags.string({ description: 'CSV request log base path; one file per UTC day (default: requests.csv beside the database)', env: 'GATEWAY_CSV_LOG' }),
+    'no-csv-log': Flags.boolean({ description: 'write no CSV request log', default: false }),
+    'log-bodies': Flags.boolean({ description: 'store prompt and response text in the request log', env: 'GATEWAY_LOG_BODIES', default: false }),
+    'metrics-public': Flags.boolean({ description: 'serve /metrics without an admin key', env: 'GATEWAY_METRICS_PUBLIC', default: false }),
+    prices: Flags.string({ description: 'JSON file of model prices (USD per 1M tokens) laid over the bundled table', env: 'GATEWAY_PRICES' }),
+    'body-limit': Flags.integer({ description: 'largest request body in bytes', env: 'GATEWAY_BODY_LIMIT', default: DEFAULT_SETTINGS.bodyLimit, min: 1024 }),
+    'shutdown-timeout': Flags.string({ description: 'on SIGINT/SIGTERM, how long in-flight requests may finish', env: 'GATEWAY_SHUTDOWN_TIMEOUT', default: '10s' }),
+  }
+
+  async run() {
+    const f = this.flags
+    if (!Calendar.isValidZone(f.timezone)) throw badRequest(`Unknown time zone "${f.timezone}"`, 'timezone')
+    const apiKey = process.env.OPENAI_API_KEY?.trim() || undefined
+    const settings: GatewaySettings = {
+      db: f.db,
+      mock: f.mock || !apiKey,
+      apiKey,
+      baseURL: process.env.OPENAI_BASE_URL?.trim() || undefined,
+      model: f.model,
+      firstByteTimeoutMs: parseDuration(f['upstream-ttfb-timeout'], '--upstream-ttfb-timeout'),
+      totalTimeoutMs: parseDuration(f['upstream-timeout'], '--upstream-timeout'),
+      timezone: f.timezone,
+      maxInflight: parseLimitValue(f['max-inflight'], '--max-inflight'),
+      queueSize: f['queue-size'],
+      queueTimeoutMs: parseDuration(f['queue-timeout'], '--queue-timeout'),
+      trustProxy: f['trust-proxy'],
+      csvLog: f['no-csv-log'] ? null : (f['csv-log'] ?? join(dirname(f.db), 'requests.csv')),
+      logBodies: f['log-bodies'],
+      metricsPublic: f['metrics-public'],
+      prices: f.prices,
+      bodyLimit: f['body-limit'],
+    }
+    const built = buildGateway(settings, this.clock, (err) => this.logToStderr(`gateway: unexpected error: ${err instanceof Error ? err.message : String(err)}`))
+    const server = await startServer(built, f.host, f.port).catch(async (err: unknown) => {
+      await built.close()
+      throw err
+    })
+    const info = {
+      url: server.url,
+      port: server.port,
+      mode: built.upstream.isMock ? 'mock' : 'upstream',
+      upstream: built.upstream.description,
+      model: settings.model,
+      db: settings.db,
+      csvLog: settings.csvLog ? csvPathFor(settings.csvLog, 'YYYY-MM-DD') : null,
+      timezone: settings.timezone,
+    }
+    if (this.jsonEnabled()) this.logJson(info)
+    else this.banner(info, !apiKey)
+    await this.untilSignal()
+    this.say('gateway: shutting down, letting requests in flight finish…')
+    await server.close(parseDuration(f['shutdown-timeout'], '--shutdown-timeout'))
+    this.say('gateway: stopped.')
+  }
+
+  private banner(info: { url: string; mode: string; upstream: string; model: string; db: string; csvLog: string | null; timezone: string }, noKey: boolean): void {
+    if (info.mode === 'mock') {
+      const why = noKey ? 'OPENAI_API_KEY is not set' : '--mock is on'
+      const line = '!'.repeat(78)
+      this.log(`${line}\n!!  MOCK MODE (${why}): answers come from the built-in mock provider,\n!!  not from a model. Set OPENAI_API_KEY to forward to OpenAI.\n${line}`)
+    }
+    this.log(`gateway listening on ${info.url}`)
+    this.log(`  upstream: ${info.upstream}  (/chat model: ${info.model})`)
+    this.log(`  database: ${info.db}`)
+    this.log(`  csv log:  ${info.csvLog ?? 'off'}`)
+    this.log(`  budget day: ${info.timezone}`)
+  }
+
+  private untilSignal(): Promise<void> {
+    return new Promise((resolve) => {
+      const stop = () => {
+        process.off('SIGINT', stop)
+        process.off('SIGTERM', stop)
+        resolve()
+      }
+      process.on('SIGINT', stop)
+      process.on('SIGTERM', stop)
+    })
+  }
+}

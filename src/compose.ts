@@ -1,0 +1,104 @@
+import { Calendar } from './core/calendar.js'
+import { systemClock, type Clock } from './core/clock.js'
+import { Gateway } from './core/gateway.js'
+import { Pricing } from './core/pricing.js'
+import { RequestLog, type RowSink } from './core/request-log.js'
+import { UsageReports } from './core/usage.js'
+import { createApp } from './http/app.js'
+import { Metrics } from './http/metrics.js'
+import { CsvLog } from './storage/csv-log.js'
+import { SqliteStore } from './storage/sqlite/sqlite-store.js'
+import { createUpstream, type OpenAIUpstream } from './upstream/openai-upstream.js'
+
+export interface GatewaySettings {
+  db: string
+  mock: boolean
+  apiKey?: string
+  baseURL?: string
+  model: string
+  firstByteTimeoutMs: number
+  totalTimeoutMs: number
+  timezone: string
+  maxInflight: number | null
+  queueSize: number
+  queueTimeoutMs: number
+  trustProxy: boolean
+  /** Base path of the CSV request log, or null for none. */
+  csvLog: string | null
+  logBodies: boolean
+  metricsPublic: boolean
+  prices?: string
+  bodyLimit: number
+}
+
+export const DEFAULT_SETTINGS: Omit<GatewaySettings, 'db'> = {
+  mock: false,
+  model: 'gpt-4o-mini',
+  firstByteTimeoutMs: 60_000,
+  totalTimeoutMs: 600_000,
+  timezone: 'UTC',
+  maxInflight: 64,
+  queueSize: 1_000,
+  queueTimeoutMs: 30_000,
+  trustProxy: false,
+  csvLog: null,
+  logBodies: false,
+  metricsPublic: false,
+  bodyLimit: 1024 * 1024,
+}
+
+export interface BuiltGateway {
+  app: ReturnType<typeof createApp>
+  gateway: Gateway
+  store: SqliteStore
+  upstream: OpenAIUpstream
+  requestLog: RequestLog
+  /** Stops watching the store, commits pending rows, closes files, store and transport. */
+  close(): Promise<void>
+}
+
+/** The composition root: the one place that wires SQLite, the CSV log and the OpenAI upstream together. */
+export function buildGateway(settings: GatewaySettings, clock: Clock = systemClock, onError: (err: unknown) => void = () => {}): BuiltGateway {
+  const calendar = new Calendar(settings.timezone)
+  const pricing = Pricing.load(settings.prices)
+  const store = SqliteStore.open(settings.db)
+  const sinks: RowSink[] = settings.csvLog ? [new CsvLog(settings.csvLog)] : []
+  const requestLog = new RequestLog(store, sinks, onError)
+  const upstream = createUpstream({ ...settings })
+  let metrics: Metrics | null = null
+  const gateway = new Gateway({
+    store,
+    clock,
+    upstream,
+    calendar,
+    pricing,
+    requestLog,
+    options: { model: settings.model, logBodies: settings.logBodies, maxInflight: settings.maxInflight, queueSize: settings.queueSize, queueTimeoutMs: settings.queueTimeoutMs },
+    observe: (row) => metrics?.observe(row),
+  })
+  metrics = new Metrics(() => gateway.queue)
+  const stopWatching = gateway.watch()
+  const app = createApp({
+    gateway,
+    usage: new UsageReports(store),
+    metrics,
+    clock,
+    model: settings.model,
+    options: { bodyLimit: settings.bodyLimit, trustProxy: settings.trustProxy, metricsPublic: settings.metricsPublic },
+    onUnexpected: onError,
+  })
+  return {
+    app,
+    gateway,
+    store,
+    upstream,
+    requestLog,
+    async close() {
+      stopWatching()
+      await requestLog.drain()
+      for (const sink of sinks) sink.close()
+      store.close()
+      await upstream.close()
+    },
+  }
+}

@@ -1,0 +1,154 @@
+import type { BudgetLedger, Reservation } from './budget.js'
+import type { Clock } from './clock.js'
+import { rateLimited } from './errors.js'
+import { formatReset, H } from './headers.js'
+import type { FairQueue } from './queue.js'
+import { SlidingWindow, type WindowEntry } from './sliding-window.js'
+import { clampTo, reservationOf, type PreparedChat } from './chat-request.js'
+import type { ApiKey, Limits, Usage } from './types.js'
+
+/** Below this many completion tokens a clamped request is refused instead. */
+export const CLAMP_FLOOR = 16
+
+/** A request let through: its slot, its reservations, and the rate-limit headers to send. */
+export interface Admission {
+  readonly queuedMs: number
+  readonly headers: Record<string, string>
+  /** Settles budget and token window to the real usage and frees the slot. Idempotent. */
+  settle(usage: Usage): void
+}
+
+interface KeyWindows {
+  requests: SlidingWindow
+  tokens: SlidingWindow
+}
+
+/**
+ * Per-key admission in a fixed order: requests per minute, then the daily budget and tokens
+ * per minute (reserve now, settle later), then a slot in the fair queue. Each check is one
+ * synchronous step, so concurrent requests cannot slip past a limit between check and take.
+ */
+export class AdmissionControl {
+  private readonly windows = new Map<string, KeyWindows>()
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly ledger: BudgetLedger,
+    private readonly queue: FairQueue,
+  ) {}
+
+  async admit(key: ApiKey, limits: Limits, prepared: PreparedChat, opts: { signal?: AbortSignal; queueTimeoutMs?: number }): Promise<Admission> {
+    const now = this.clock.now()
+    const w = this.windowsOf(key.id)
+    if (limits.rpm !== null) {
+      const r = w.requests.tryAdd(now, 1, limits.rpm)
+      if (typeof r === 'number') {
+        throw rateLimited(`Rate limit reached: ${limits.rpm} requests per minute`, 'rate_limit_exceeded', r, this.headers(key.id, limits, now))
+      }
+    }
+    const reservation = this.reserve(key, limits, prepared, now)
+    let tokenEntry: WindowEntry | null = null
+    if (limits.tpm !== null) {
+      const r = w.tokens.tryAdd(now, reservationOf(prepared), limits.tpm)
+      if (typeof r === 'number') {
+        this.ledger.settle(reservation, 0, now)
+        if (r === Infinity) {
+          throw rateLimited(`Request too large: it needs up to ${reservationOf(prepared)} tokens, over the limit of ${limits.tpm} tokens per minute; lower max_tokens or the prompt`, 'request_too_large', 60_000, { 'x-should-retry': 'false' })
+        }
+        throw rateLimited(`Rate limit reached: ${limits.tpm} tokens per minute`, 'tokens_rate_limit_exceeded', r, this.headers(key.id, limits, now))
+      }
+      tokenEntry = r
+    }
+    let slot
+    try {
+      slot = await this.queue.acquire(key.id, limits.concurrency, opts)
+    } catch (err) {
+      const at = this.clock.now()
+      this.ledger.settle(reservation, 0, at)
+      if (tokenEntry) w.tokens.settle(tokenEntry, 0, at)
+      throw err
+    }
+    const headers = this.headers(key.id, limits, this.clock.now())
+    let settled = false
+    return {
+      queuedMs: slot.queuedMs,
+      headers,
+      settle: (usage: Usage) => {
+        if (settled) return
+        settled = true
+        const at = this.clock.now()
+        this.ledger.settle(reservation, usage.totalTokens, at)
+        if (tokenEntry) w.tokens.settle(tokenEntry, usage.totalTokens, at)
+        slot.release()
+      },
+    }
+  }
+
+  private reserve(key: ApiKey, limits: Limits, prepared: PreparedChat, now: number): Reservation {
+    let reservation = this.ledger.reserve(key.id, reservationOf(prepared), limits.dailyTokens, now)
+    if (!reservation && limits.onBudgetShort === 'clamp') {
+      const available = this.ledger.available(key.id, limits.dailyTokens, now) ?? 0
+      if (clampTo(prepared, available, CLAMP_FLOOR)) reservation = this.ledger.reserve(key.id, reservationOf(prepared), limits.dailyTokens, now)
+    }
+    if (reservation) return reservation
+    const s = this.ledger.state(key.id, now)
+    const pending = s.reserved > 0 ? ` (${s.reserved} more reserved by requests in flight)` : ''
+    const resetAt = new Date(s.resetAt).toISOString()
+    const err = rateLimited(
+      `Daily token limit exceeded. Used: ${s.spent}/${limits.dailyTokens}${pending}; this request needs up to ${reservationOf(prepared)}. Resets at ${resetAt}`,
+      'daily_limit_exceeded',
+      s.resetAt - now,
+      { ...this.headers(key.id, limits, now), 'x-should-retry': 'false' },
+    )
+    throw err
+  }
+
+  /** OpenAI's x-ratelimit-* headers, the daily budget's, and the IETF draft's RateLimit pair. */
+  headers(keyId: string, limits: Limits, now: number): Record<string, string> {
+    const out: Record<string, string> = {}
+    const policy: string[] = []
+    const state: string[] = []
+    const w = this.windowsOf(keyId)
+    if (limits.rpm !== null) {
+      const remaining = Math.max(0, limits.rpm - w.requests.used(now))
+      const reset = w.requests.resetIn(now)
+      out[H.limitRequests] = String(limits.rpm)
+      out[H.remainingRequests] = String(remaining)
+      out[H.resetRequests] = formatReset(reset)
+      policy.push(`"requests";q=${limits.rpm};w=60`)
+      state.push(`"requests";r=${remaining};t=${Math.ceil(reset / 1000)}`)
+    }
+    if (limits.tpm !== null) {
+      const remaining = Math.max(0, limits.tpm - w.tokens.used(now))
+      const reset = w.tokens.resetIn(now)
+      out[H.limitTokens] = String(limits.tpm)
+      out[H.remainingTokens] = String(remaining)
+      out[H.resetTokens] = formatReset(reset)
+      policy.push(`"tokens";q=${limits.tpm};w=60`)
+      state.push(`"tokens";r=${remaining};t=${Math.ceil(reset / 1000)}`)
+    }
+    if (limits.dailyTokens !== null) {
+      const s = this.ledger.state(keyId, now)
+      const remaining = Math.max(0, limits.dailyTokens - s.spent - s.reserved)
+      out[H.budgetLimit] = String(limits.dailyTokens)
+      out[H.budgetRemaining] = String(remaining)
+      out[H.budgetReset] = new Date(s.resetAt).toISOString()
+      policy.push(`"daily-tokens";q=${limits.dailyTokens};w=86400`)
+      state.push(`"daily-tokens";r=${remaining};t=${Math.ceil((s.resetAt - now) / 1000)}`)
+    }
+    if (policy.length > 0) {
+      out[H.rateLimitPolicy] = policy.join(', ')
+      out[H.rateLimit] = state.join(', ')
+    }
+    return out
+  }
+
+  private windowsOf(keyId: string): KeyWindows {
+    let w = this.windows.get(keyId)
+    if (!w) {
+      w = { requests: new SlidingWindow(), tokens: new SlidingWindow() }
+      this.windows.set(keyId, w)
+    }
+    return w
+  }
+}

@@ -1,0 +1,83 @@
+import type { Calendar } from './calendar.js'
+import type { Store } from '../storage/store.js'
+
+export interface Reservation {
+  readonly keyId: string
+  readonly day: string
+  readonly amount: number
+  settled: boolean
+}
+
+export interface BudgetState {
+  day: string
+  spent: number
+  reserved: number
+  resetAt: number
+}
+
+/**
+ * Daily token budgets: spent tokens (loaded from the store, so they survive restarts) plus
+ * tokens reserved by requests in flight. A reservation is taken only if spent + reserved +
+ * amount fits, in one synchronous step, so concurrent requests can never overspend.
+ */
+export class BudgetLedger {
+  private day = ''
+  private spent = new Map<string, number>()
+  private reserved = new Map<string, number>()
+
+  constructor(
+    private readonly store: Store,
+    private readonly calendar: Calendar,
+  ) {}
+
+  state(keyId: string, now: number): BudgetState {
+    const day = this.roll(now)
+    return {
+      day,
+      spent: this.spent.get(keyId) ?? 0,
+      reserved: this.reserved.get(keyId) ?? 0,
+      resetAt: this.calendar.nextDayStart(now),
+    }
+  }
+
+  /** What a key may still reserve now (null when there is no limit). */
+  available(keyId: string, limit: number | null, now: number): number | null {
+    if (limit === null) return null
+    const s = this.state(keyId, now)
+    return Math.max(0, limit - s.spent - s.reserved)
+  }
+
+  /** Reserves `amount`, or returns null when the budget cannot cover it. */
+  reserve(keyId: string, amount: number, limit: number | null, now: number): Reservation | null {
+    const day = this.roll(now)
+    const reserved = this.reserved.get(keyId) ?? 0
+    if (limit !== null && (this.spent.get(keyId) ?? 0) + reserved + amount > limit) return null
+    this.reserved.set(keyId, reserved + amount)
+    return { keyId, day, amount, settled: false }
+  }
+
+  /** Replaces the reservation by what was really used. Idempotent. */
+  settle(reservation: Reservation, usedTokens: number, now: number): void {
+    if (reservation.settled) return
+    reservation.settled = true
+    this.roll(now)
+    if (reservation.day !== this.day) return // yesterday's tokens: in the store only
+    const { keyId } = reservation
+    this.reserved.set(keyId, (this.reserved.get(keyId) ?? 0) - reservation.amount)
+    this.spent.set(keyId, (this.spent.get(keyId) ?? 0) + usedTokens)
+  }
+
+  dayOf(now: number): string {
+    return this.roll(now)
+  }
+
+  private roll(now: number): string {
+    const day = this.calendar.dayOf(now)
+    if (day !== this.day) {
+      this.day = day
+      this.spent = new Map(this.store.dailyUsage(day).map((u) => [u.keyId, u.totalTokens]))
+      this.reserved = new Map()
+    }
+    return day
+  }
+}

@@ -1,0 +1,71 @@
+import type { Store } from '../storage/store.js'
+import type { RequestRow } from './types.js'
+
+/** Where else rows go after the database (the CSV request log). */
+export interface RowSink {
+  append(rows: RequestRow[]): void
+  close(): void
+}
+
+interface Pending {
+  row: RequestRow
+  resolve(): void
+  reject(err: unknown): void
+}
+
+/**
+ * Group commit: rows written in the same turn of the event loop go to the store in one
+ * transaction, and each writer's promise settles when its row is committed. The HTTP layer
+ * awaits that before a response's last byte, so what a client received is never lost.
+ */
+export class RequestLog {
+  private pending: Pending[] = []
+  private scheduled = false
+  private idle: Promise<void> = Promise.resolve()
+  private markIdle: () => void = () => {}
+
+  constructor(
+    private readonly store: Store,
+    private readonly sinks: RowSink[] = [],
+    private readonly onSinkError: (err: unknown) => void = () => {},
+  ) {}
+
+  write(row: RequestRow): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ row, resolve, reject })
+      if (!this.scheduled) {
+        this.scheduled = true
+        this.idle = new Promise<void>((r) => (this.markIdle = r))
+        setImmediate(() => this.flush())
+      }
+    })
+  }
+
+  /** Resolves when every row written so far is committed. */
+  drain(): Promise<void> {
+    return this.idle
+  }
+
+  private flush(): void {
+    const batch = this.pending
+    this.pending = []
+    this.scheduled = false
+    const rows = batch.map((p) => p.row)
+    try {
+      this.store.appendRequests(rows)
+    } catch (err) {
+      for (const p of batch) p.reject(err)
+      this.markIdle()
+      return
+    }
+    for (const sink of this.sinks) {
+      try {
+        sink.append(rows)
+      } catch (err) {
+        this.onSinkError(err)
+      }
+    }
+    for (const p of batch) p.resolve()
+    this.markIdle()
+  }
+}

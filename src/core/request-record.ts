@@ -1,0 +1,68 @@
+import type { ApiKey, RequestRow, Usage } from './types.js'
+
+export const NO_USAGE: Usage = Object.freeze({ promptTokens: 0, completionTokens: 0, totalTokens: 0, estimated: false })
+
+/**
+ * What one request did, filled in as it goes (by the HTTP layer and the chat flow) and turned
+ * into exactly one request-log row at the end.
+ */
+export class RequestRecord {
+  readonly startedAt = performance.now()
+  readonly timestamp: string
+  key: ApiKey | null = null
+  model: string | null = null
+  usage: Usage = NO_USAGE
+  upstreamMs: number | null = null
+  queuedMs: number | null = null
+  streamed = false
+  errorCode: string | null = null
+  costMicros: number | null = null
+  requestBody: string | null = null
+  responseBody: string | null = null
+  /** Set when the chat flow writes the row itself (a stream, before its last byte). */
+  deferred = false
+  written = false
+
+  constructor(
+    readonly requestId: string,
+    readonly ip: string,
+    readonly method: string,
+    readonly route: string,
+    readonly userAgent: string | null,
+    now: number,
+  ) {
+    this.timestamp = new Date(now).toISOString()
+  }
+
+  toRow(status: number, day: string): RequestRow {
+    return {
+      timestamp: this.timestamp,
+      requestId: this.requestId,
+      keyId: this.key?.id ?? null,
+      keyName: this.key?.name ?? null,
+      ip: this.ip,
+      method: this.method,
+      route: this.route,
+      model: this.model,
+      status,
+      errorCode: this.errorCode,
+      promptTokens: this.usage.promptTokens,
+      completionTokens: this.usage.completionTokens,
+      totalTokens: this.usage.totalTokens,
+      estimated: this.usage.estimated,
+      latencyMs: round2(performance.now() - this.startedAt),
+      upstreamMs: this.upstreamMs === null ? null : round2(this.upstreamMs),
+      queuedMs: this.queuedMs === null ? null : round2(this.queuedMs),
+      streamed: this.streamed,
+      userAgent: this.userAgent,
+      costMicros: this.costMicros,
+      day,
+      requestBody: this.requestBody,
+      responseBody: this.responseBody,
+    }
+  }
+}
+
+function round2(ms: number): number {
+  return Math.round(ms * 100) / 100
+}

@@ -1,0 +1,52 @@
+import { countTokens } from 'gpt-tokenizer/encoding/o200k_base'
+
+/**
+ * Token counting with a real BPE tokenizer (o200k_base, the gpt-4o family's). Used to
+ * reserve budget before a call and to meter a stream that ended without usage. Counts for
+ * other model families differ a little, which the reservation margin absorbs.
+ */
+export function countTextTokens(text: string): number {
+  return text.length === 0 ? 0 : countTokens(text)
+}
+
+/** Per-message framing tokens in OpenAI's chat format, and the reply's priming tokens. */
+const PER_MESSAGE = 4
+const PER_REPLY = 3
+/** An image costs at most this many prompt tokens at high detail (gpt-4o tiling). */
+const IMAGE_TOKENS = 1_500
+
+/** Prompt tokens of a chat request: message text, names, tool calls and tool definitions. */
+export function countPromptTokens(messages: readonly unknown[], extra: readonly unknown[] = []): number {
+  let total = PER_REPLY
+  for (const m of messages) {
+    total += PER_MESSAGE
+    if (m === null || typeof m !== 'object') continue
+    const msg = m as Record<string, unknown>
+    for (const [field, value] of Object.entries(msg)) {
+      if (field === 'content') total += countContent(value)
+      else if (typeof value === 'string') total += countTextTokens(value)
+      else if (value !== null && typeof value === 'object') total += countTextTokens(JSON.stringify(value))
+    }
+  }
+  for (const e of extra) if (e !== undefined && e !== null) total += countTextTokens(JSON.stringify(e))
+  return total
+}
+
+function countContent(content: unknown): number {
+  if (typeof content === 'string') return countTextTokens(content)
+  if (!Array.isArray(content)) return 0
+  let total = 0
+  for (const part of content) {
+    if (part === null || typeof part !== 'object') continue
+    const p = part as Record<string, unknown>
+    if (typeof p.text === 'string') total += countTextTokens(p.text)
+    else if (p.type === 'image_url' || p.type === 'input_image') total += IMAGE_TOKENS
+    else total += countTextTokens(JSON.stringify(p))
+  }
+  return total
+}
+
+/** The reservation margin over the estimate: tokenizers of other families count a bit higher. */
+export function withMargin(tokens: number): number {
+  return Math.ceil(tokens * 1.1) + 16
+}

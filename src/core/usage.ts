@@ -1,0 +1,83 @@
+import type { Store, UsageGroup } from '../storage/store.js'
+import { costUsd } from './log-columns.js'
+import { resolveKeyLimits } from './limits.js'
+import type { ApiKey } from './types.js'
+
+export interface UsageFigures {
+  requests: number
+  prompt_tokens: number
+  completion_tokens: number
+  total_tokens: number
+  estimated_cost_usd: number | null
+}
+
+export interface KeyUsage extends UsageFigures {
+  key_id: string
+  key_name: string | null
+  daily_budget: number | null
+  remaining: number | null
+}
+
+const DAY = /^\d{4}-\d{2}-\d{2}$/
+
+export function isDay(text: string): boolean {
+  return DAY.test(text) && !Number.isNaN(Date.parse(`${text}T00:00:00Z`)) && new Date(`${text}T00:00:00Z`).toISOString().startsWith(text)
+}
+
+function figures(g: Pick<UsageGroup, 'requests' | 'promptTokens' | 'completionTokens' | 'totalTokens' | 'costMicros'>): UsageFigures {
+  return {
+    requests: g.requests,
+    prompt_tokens: g.promptTokens,
+    completion_tokens: g.completionTokens,
+    total_tokens: g.totalTokens,
+    estimated_cost_usd: costUsd(g.costMicros),
+  }
+}
+
+/** Usage as the /usage route and the CLI report it, from the daily usage table. */
+export class UsageReports {
+  constructor(private readonly store: Store) {}
+
+  /** One key's usage on a day; the budget and what remains of it. */
+  forKey(key: ApiKey, day: string): KeyUsage {
+    const row = this.store.dailyUsage(day).find((u) => u.keyId === key.id)
+    const budget = resolveKeyLimits(this.store.getDefaults(), key.limits).limits.dailyTokens
+    const spent = row?.totalTokens ?? 0
+    return {
+      key_id: key.id,
+      key_name: key.name,
+      ...figures({
+        requests: row?.requests ?? 0,
+        promptTokens: row?.promptTokens ?? 0,
+        completionTokens: row?.completionTokens ?? 0,
+        totalTokens: spent,
+        costMicros: row?.costMicros ?? null,
+      }),
+      daily_budget: budget,
+      remaining: budget === null ? null : Math.max(0, budget - spent),
+    }
+  }
+
+  /** Every key's usage on a day, and the total. */
+  forDay(day: string): { total: UsageFigures; keys: KeyUsage[] } {
+    const keys = this.store.listKeys()
+    const byId = new Map(keys.map((k) => [k.id, k]))
+    const rows = this.store.dailyUsage(day)
+    const perKey = rows.map((u) => {
+      const key = byId.get(u.keyId)
+      return key ? this.forKey(key, day) : { key_id: u.keyId, key_name: null, ...figures({ ...u }), daily_budget: null, remaining: null }
+    })
+    const sum = (f: (u: KeyUsage) => number) => perKey.reduce((a, u) => a + f(u), 0)
+    const costs = perKey.map((u) => u.estimated_cost_usd).filter((c): c is number => c !== null)
+    return {
+      total: {
+        requests: sum((u) => u.requests),
+        prompt_tokens: sum((u) => u.prompt_tokens),
+        completion_tokens: sum((u) => u.completion_tokens),
+        total_tokens: sum((u) => u.total_tokens),
+        estimated_cost_usd: costs.length > 0 ? Math.round(costs.reduce((a, c) => a + c, 0) * 1e6) / 1e6 : null,
+      },
+      keys: perKey.sort((a, b) => b.total_tokens - a.total_tokens),
+    }
+  }
+}

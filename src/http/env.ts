@@ -1,0 +1,31 @@
+import type { HttpBindings } from '@hono/node-server'
+import type { Gateway } from '../core/gateway.js'
+import type { RequestRecord } from '../core/request-record.js'
+import type { ApiKey } from '../core/types.js'
+import type { Metrics } from './metrics.js'
+import type { UsageReports } from '../core/usage.js'
+
+export interface AppOptions {
+  /** Largest accepted request body in bytes. */
+  bodyLimit: number
+  /** Read the client IP from X-Forwarded-For (behind a reverse proxy). */
+  trustProxy: boolean
+  /** Serve /metrics without an admin key. */
+  metricsPublic: boolean
+}
+
+export interface AppServices {
+  gateway: Gateway
+  usage: UsageReports
+  metrics: Metrics
+  options: AppOptions
+}
+
+/** Hono's typed context: `c.var.record`, `c.var.key`; node bindings when served over a socket. */
+export interface AppEnv {
+  Bindings: Partial<HttpBindings>
+  Variables: {
+    record: RequestRecord
+    key: ApiKey
+  }
+}

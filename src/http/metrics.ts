@@ -1,0 +1,53 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { FairQueue } from '../core/queue.js'
+import type { RequestRow } from '../core/types.js'
+
+const ROUTES = new Set(['/chat', '/v1/chat/completions', '/v1/models', '/usage', '/metrics', '/health'])
+/** Model names come from clients: past this many distinct ones, the rest count as `other`. */
+const MAX_MODELS = 100
+const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
+
+/** Prometheus metrics, fed with every logged row; label values bounded against cardinality attacks. */
+export class Metrics {
+  readonly registry = new Registry()
+  private readonly models = new Set<string>()
+  private readonly requests: Counter<'route' | 'status' | 'model'>
+  private readonly tokens: Counter<'kind'>
+  private readonly refusals: Counter<'reason'>
+  private readonly latency: Histogram<'route'>
+  private readonly upstream: Histogram<'route'>
+  private readonly queued: Histogram<'route'>
+
+  constructor(queue: () => FairQueue) {
+    const registers = [this.registry]
+    this.requests = new Counter({ name: 'gateway_requests_total', help: 'Requests by route, status and model', labelNames: ['route', 'status', 'model'], registers })
+    this.tokens = new Counter({ name: 'gateway_tokens_total', help: 'Tokens metered, by kind', labelNames: ['kind'], registers })
+    this.refusals = new Counter({ name: 'gateway_refusals_total', help: 'Requests refused or failed, by error code', labelNames: ['reason'], registers })
+    this.latency = new Histogram({ name: 'gateway_request_duration_seconds', help: 'Whole request', labelNames: ['route'], buckets: SECONDS, registers })
+    this.upstream = new Histogram({ name: 'gateway_upstream_duration_seconds', help: 'Time in the upstream call', labelNames: ['route'], buckets: SECONDS, registers })
+    this.queued = new Histogram({ name: 'gateway_queue_wait_seconds', help: 'Time waiting for a slot', labelNames: ['route'], buckets: SECONDS, registers })
+    new Gauge({ name: 'gateway_queue_depth', help: 'Requests waiting for a slot', registers, collect() { this.set(queue().depth) } })
+    new Gauge({ name: 'gateway_upstream_inflight', help: 'Upstream requests in flight', registers, collect() { this.set(queue().active) } })
+  }
+
+  observe(row: RequestRow): void {
+    const route = ROUTES.has(row.route) ? row.route : 'other'
+    this.requests.inc({ route, status: String(row.status), model: this.modelLabel(row.model) })
+    if (row.totalTokens > 0) {
+      this.tokens.inc({ kind: 'prompt' }, row.promptTokens)
+      this.tokens.inc({ kind: 'completion' }, row.completionTokens)
+    }
+    if (row.errorCode !== null) this.refusals.inc({ reason: row.errorCode })
+    this.latency.observe({ route }, row.latencyMs / 1000)
+    if (row.upstreamMs !== null) this.upstream.observe({ route }, row.upstreamMs / 1000)
+    if (row.queuedMs !== null) this.queued.observe({ route }, row.queuedMs / 1000)
+  }
+
+  private modelLabel(model: string | null): string {
+    if (model === null) return ''
+    if (this.models.has(model)) return model
+    if (this.models.size >= MAX_MODELS) return 'other'
+    this.models.add(model)
+    return model
+  }
+}

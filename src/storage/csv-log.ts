@@ -1,0 +1,53 @@
+import { stringify } from 'csv-stringify/sync'
+import { closeSync, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs'
+import { dirname, extname } from 'node:path'
+import { LOG_COLUMNS, toCsvRecord } from '../core/log-columns.js'
+import type { RowSink } from '../core/request-log.js'
+import type { RequestRow } from '../core/types.js'
+
+/** `./data/requests.csv` → `./data/requests-2026-11-26.csv`: one file per UTC day. */
+export function csvPathFor(base: string, utcDay: string): string {
+  const ext = extname(base) || '.csv'
+  const stem = base.endsWith(ext) ? base.slice(0, -ext.length) : base
+  return `${stem}-${utcDay}${ext}`
+}
+
+/**
+ * The CSV request log: rows appended with synchronous writes from the one event loop (so
+ * writers never interleave), a header at the top of each day's file, files created 0600.
+ */
+export class CsvLog implements RowSink {
+  private fd: number | null = null
+  private day = ''
+
+  constructor(private readonly base: string) {
+    mkdirSync(dirname(base), { recursive: true, mode: 0o700 })
+  }
+
+  append(rows: RequestRow[]): void {
+    let start = 0
+    while (start < rows.length) {
+      const day = rows[start].timestamp.slice(0, 10)
+      let end = start + 1
+      while (end < rows.length && rows[end].timestamp.slice(0, 10) === day) end++
+      const fd = this.fileFor(day)
+      writeSync(fd, stringify(rows.slice(start, end).map(toCsvRecord), { record_delimiter: 'windows' }))
+      start = end
+    }
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd)
+    this.fd = null
+  }
+
+  private fileFor(day: string): number {
+    if (this.fd !== null && day === this.day) return this.fd
+    this.close()
+    const fd = openSync(csvPathFor(this.base, day), 'a', 0o600)
+    if (fstatSync(fd).size === 0) writeSync(fd, stringify([[...LOG_COLUMNS]], { record_delimiter: 'windows' }))
+    this.fd = fd
+    this.day = day
+    return fd
+  }
+}

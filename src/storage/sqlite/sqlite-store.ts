@@ -1,0 +1,314 @@
+import { and, count, eq, gte, lt, or, sql, type SQL } from 'drizzle-orm'
+import type { ApiKey, DailyUsage, DefaultOverrides, KeySecret, RequestRow } from '../../core/types.js'
+import type { KeyPatch, NewKey, RequestFilter, Store, UsageGroup } from '../store.js'
+import { openDatabase, type OpenedDatabase } from './open.js'
+import { apiKeys, dailyUsage, keySecrets, requestLog, settings } from './schema.js'
+
+const DEFAULTS = 'limits'
+
+type KeyRow = typeof apiKeys.$inferSelect
+
+function toApiKey(row: KeyRow): ApiKey {
+  return {
+    id: row.id,
+    name: row.name,
+    admin: row.role === 'admin',
+    createdAt: row.createdAt,
+    expiresAt: row.expiresAt,
+    revokedAt: row.revokedAt,
+    limits: row.limits ?? {},
+    models: row.models ?? null,
+  }
+}
+
+/** Raw request_log row as SQLite returns it (snake_case, integers for booleans). */
+interface RawRequestRow {
+  timestamp: string
+  request_id: string
+  key_id: string | null
+  key_name: string | null
+  ip: string
+  method: string
+  route: string
+  model: string | null
+  status: number
+  error_code: string | null
+  prompt_tokens: number
+  completion_tokens: number
+  total_tokens: number
+  estimated: number
+  latency_ms: number
+  upstream_ms: number | null
+  queued_ms: number | null
+  streamed: number
+  user_agent: string | null
+  cost_micros: number | null
+  day: string
+  request_body: string | null
+  response_body: string | null
+}
+
+function toRequestRow(r: RawRequestRow): RequestRow {
+  return {
+    timestamp: r.timestamp,
+    requestId: r.request_id,
+    keyId: r.key_id,
+    keyName: r.key_name,
+    ip: r.ip,
+    method: r.method,
+    route: r.route,
+    model: r.model,
+    status: r.status,
+    errorCode: r.error_code,
+    promptTokens: r.prompt_tokens,
+    completionTokens: r.completion_tokens,
+    totalTokens: r.total_tokens,
+    estimated: r.estimated === 1,
+    latencyMs: r.latency_ms,
+    upstreamMs: r.upstream_ms,
+    queuedMs: r.queued_ms,
+    streamed: r.streamed === 1,
+    userAgent: r.user_agent,
+    costMicros: r.cost_micros,
+    day: r.day,
+    requestBody: r.request_body,
+    responseBody: r.response_body,
+  }
+}
+
+function whereOf(filter: RequestFilter): SQL | undefined {
+  return and(
+    filter.since !== undefined ? gte(requestLog.timestamp, filter.since) : undefined,
+    filter.until !== undefined ? lt(requestLog.timestamp, filter.until) : undefined,
+    filter.keyId !== undefined ? eq(requestLog.keyId, filter.keyId) : undefined,
+    filter.status !== undefined ? eq(requestLog.status, filter.status) : undefined,
+    filter.day !== undefined ? eq(requestLog.day, filter.day) : undefined,
+  )
+}
+
+const GROUP_COLUMN = {
+  key: sql`coalesce(${requestLog.keyId}, '')`,
+  day: sql`${requestLog.day}`,
+  model: sql`coalesce(${requestLog.model}, '')`,
+} as const
+
+export class SqliteStore implements Store {
+  private readonly opened: OpenedDatabase
+  private readonly insertRow
+  private readonly upsertUsage
+
+  constructor(opened: OpenedDatabase) {
+    this.opened = opened
+    const { db } = opened
+    this.insertRow = db
+      .insert(requestLog)
+      .values({
+        timestamp: sql.placeholder('timestamp'),
+        requestId: sql.placeholder('requestId'),
+        keyId: sql.placeholder('keyId'),
+        keyName: sql.placeholder('keyName'),
+        ip: sql.placeholder('ip'),
+        method: sql.placeholder('method'),
+        route: sql.placeholder('route'),
+        model: sql.placeholder('model'),
+        status: sql.placeholder('status'),
+        errorCode: sql.placeholder('errorCode'),
+        promptTokens: sql.placeholder('promptTokens'),
+        completionTokens: sql.placeholder('completionTokens'),
+        totalTokens: sql.placeholder('totalTokens'),
+        estimated: sql.placeholder('estimated'),
+        latencyMs: sql.placeholder('latencyMs'),
+        upstreamMs: sql.placeholder('upstreamMs'),
+        queuedMs: sql.placeholder('queuedMs'),
+        streamed: sql.placeholder('streamed'),
+        userAgent: sql.placeholder('userAgent'),
+        costMicros: sql.placeholder('costMicros'),
+        day: sql.placeholder('day'),
+        requestBody: sql.placeholder('requestBody'),
+        responseBody: sql.placeholder('responseBody'),
+      })
+      .prepare()
+    this.upsertUsage = db
+      .insert(dailyUsage)
+      .values({
+        keyId: sql.placeholder('keyId'),
+        day: sql.placeholder('day'),
+        requests: 1,
+        promptTokens: sql.placeholder('promptTokens'),
+        completionTokens: sql.placeholder('completionTokens'),
+        totalTokens: sql.placeholder('totalTokens'),
+        costMicros: sql.placeholder('costMicros'),
+      })
+      .onConflictDoUpdate({
+        target: [dailyUsage.keyId, dailyUsage.day],
+        set: {
+          requests: sql`${dailyUsage.requests} + 1`,
+          promptTokens: sql`${dailyUsage.promptTokens} + excluded.prompt_tokens`,
+          completionTokens: sql`${dailyUsage.completionTokens} + excluded.completion_tokens`,
+          totalTokens: sql`${dailyUsage.totalTokens} + excluded.total_tokens`,
+          costMicros: sql`case when excluded.cost_micros is null then ${dailyUsage.costMicros} else coalesce(${dailyUsage.costMicros}, 0) + excluded.cost_micros end`,
+        },
+      })
+      .prepare()
+  }
+
+  static open(path: string): SqliteStore {
+    return new SqliteStore(openDatabase(path))
+  }
+
+  private get db() {
+    return this.opened.db
+  }
+
+  createKey(key: NewKey, secret: KeySecret): void {
+    this.db.transaction(
+      (tx) => {
+        tx.insert(apiKeys)
+          .values({ ...key, role: key.admin ? 'admin' : 'user' })
+          .run()
+        tx.insert(keySecrets).values(secret).run()
+      },
+      { behavior: 'immediate' },
+    )
+  }
+
+  updateKey(id: string, patch: KeyPatch): void {
+    const set: Partial<KeyRow> = {}
+    if (patch.limits !== undefined) set.limits = patch.limits
+    if (patch.models !== undefined) set.models = patch.models
+    if (patch.expiresAt !== undefined) set.expiresAt = patch.expiresAt
+    if (Object.keys(set).length > 0) this.db.update(apiKeys).set(set).where(eq(apiKeys.id, id)).run()
+  }
+
+  revokeKey(id: string, at: number): void {
+    this.db.update(apiKeys).set({ revokedAt: at }).where(eq(apiKeys.id, id)).run()
+  }
+
+  rotateSecret(keyId: string, secret: KeySecret, retireAt: number): void {
+    this.db.transaction(
+      (tx) => {
+        tx.update(keySecrets)
+          .set({ expiresAt: retireAt })
+          .where(and(eq(keySecrets.keyId, keyId), or(sql`${keySecrets.expiresAt} is null`, sql`${keySecrets.expiresAt} > ${retireAt}`)))
+          .run()
+        tx.insert(keySecrets).values(secret).run()
+      },
+      { behavior: 'immediate' },
+    )
+  }
+
+  listKeys(): ApiKey[] {
+    return this.db.select().from(apiKeys).orderBy(apiKeys.createdAt).all().map(toApiKey)
+  }
+
+  findKey(idOrName: string): ApiKey | undefined {
+    const row = this.db
+      .select()
+      .from(apiKeys)
+      .where(or(eq(apiKeys.id, idOrName), eq(apiKeys.name, idOrName)))
+      .get()
+    return row ? toApiKey(row) : undefined
+  }
+
+  listLiveSecrets(now: number): KeySecret[] {
+    return this.db
+      .select()
+      .from(keySecrets)
+      .where(or(sql`${keySecrets.expiresAt} is null`, sql`${keySecrets.expiresAt} > ${now}`))
+      .all()
+  }
+
+  getDefaults(): DefaultOverrides {
+    return this.db.select().from(settings).where(eq(settings.name, DEFAULTS)).get()?.value ?? {}
+  }
+
+  setDefaults(overrides: DefaultOverrides): void {
+    this.db
+      .insert(settings)
+      .values({ name: DEFAULTS, value: overrides })
+      .onConflictDoUpdate({ target: settings.name, set: { value: overrides } })
+      .run()
+  }
+
+  changeVersion(): number {
+    return this.opened.sqlite.pragma('data_version', { simple: true }) as number
+  }
+
+  appendRequests(rows: RequestRow[]): void {
+    this.db.transaction(
+      () => {
+        for (const row of rows) {
+          const params = { ...row, estimated: row.estimated ? 1 : 0, streamed: row.streamed ? 1 : 0 }
+          this.insertRow.run(params)
+          // Daily usage counts model calls (refused ones included), not /usage or /v1/models reads.
+          if (row.keyId !== null && row.model !== null) this.upsertUsage.run(params)
+        }
+      },
+      { behavior: 'immediate' },
+    )
+  }
+
+  dailyUsage(day: string): DailyUsage[] {
+    return this.db.select().from(dailyUsage).where(eq(dailyUsage.day, day)).all()
+  }
+
+  usageBy(group: 'key' | 'day' | 'model', filter: RequestFilter): UsageGroup[] {
+    const g = GROUP_COLUMN[group]
+    const where = whereOf(filter) ?? sql`1 = 1`
+    const rows = this.db.all<{
+      grp: string
+      requests: number
+      errors: number
+      rate_limited: number
+      prompt_tokens: number
+      completion_tokens: number
+      total_tokens: number
+      cost_micros: number | null
+      p50: number | null
+      p95: number | null
+    }>(sql`
+      with r as (
+        select ${g} as grp, status, prompt_tokens, completion_tokens, total_tokens, cost_micros, latency_ms,
+          row_number() over (partition by ${g} order by latency_ms) as rn,
+          count(*) over (partition by ${g}) as n
+        from ${requestLog} where ${where}
+      )
+      select grp, count(*) as requests,
+        sum(status >= 400) as errors, sum(status = 429) as rate_limited,
+        sum(prompt_tokens) as prompt_tokens, sum(completion_tokens) as completion_tokens,
+        sum(total_tokens) as total_tokens, sum(cost_micros) as cost_micros,
+        min(case when rn >= 0.5 * n then latency_ms end) as p50,
+        min(case when rn >= 0.95 * n then latency_ms end) as p95
+      from r group by grp order by grp`)
+    return rows.map((r) => ({
+      group: r.grp,
+      requests: r.requests,
+      errors: r.errors,
+      rateLimited: r.rate_limited,
+      promptTokens: r.prompt_tokens,
+      completionTokens: r.completion_tokens,
+      totalTokens: r.total_tokens,
+      costMicros: r.cost_micros,
+      p50Ms: r.p50,
+      p95Ms: r.p95,
+    }))
+  }
+
+  *iterateRequests(filter: RequestFilter): IterableIterator<RequestRow> {
+    const query = this.db.select().from(requestLog).where(whereOf(filter)).orderBy(requestLog.id).toSQL()
+    const statement = this.opened.sqlite.prepare(query.sql.replace(/^select .*? from/, 'select * from'))
+    for (const raw of statement.iterate(...(query.params as unknown[]))) yield toRequestRow(raw as RawRequestRow)
+  }
+
+  countRequests(filter: RequestFilter): number {
+    return this.db.select({ n: count() }).from(requestLog).where(whereOf(filter)).get()?.n ?? 0
+  }
+
+  pruneRequests(before: string): number {
+    return this.db.delete(requestLog).where(lt(requestLog.timestamp, before)).run().changes
+  }
+
+  close(): void {
+    if (this.opened.sqlite.open) this.opened.sqlite.close()
+  }
+}

@@ -1,0 +1,184 @@
+import OpenAI from 'openai'
+import { GatewayError, rateLimited, upstreamError } from '../core/errors.js'
+import { clientClosed } from '../core/queue.js'
+import type { Upstream } from '../core/upstream.js'
+import { createMockFetch } from './mock-provider.js'
+import { createPooledFetch } from './transport.js'
+
+export interface OpenAIUpstreamOptions {
+  apiKey: string
+  baseURL?: string
+  /** No response headers within this → 504. */
+  firstByteTimeoutMs: number
+  /** The whole request, body included, within this → 504. */
+  totalTimeoutMs: number
+  fetch?: typeof fetch
+}
+
+/** A non-streamed answer larger than this is refused (an endless body must not eat memory). */
+const MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+/** An upstream Retry-After beyond this is not believed. */
+const MAX_RETRY_AFTER_MS = 3_600_000
+
+const JSON_HEADERS = { 'content-type': 'application/json' }
+
+/** The one place that talks to the `openai` SDK. */
+export class OpenAIUpstream implements Upstream {
+  readonly description: string
+  readonly isMock: boolean
+  private readonly client: OpenAI
+  private readonly secrets: string[]
+  private readonly closeTransport: () => Promise<void>
+
+  constructor(private readonly options: OpenAIUpstreamOptions & { isMock?: boolean }) {
+    const transport = options.fetch ? { fetch: options.fetch, close: async () => {} } : createPooledFetch()
+    this.closeTransport = transport.close
+    this.client = new OpenAI({
+      apiKey: options.apiKey,
+      baseURL: options.baseURL,
+      maxRetries: 0, // the gateway decides about retries, never the SDK behind its back
+      timeout: options.firstByteTimeoutMs,
+      fetch: transport.fetch,
+    })
+    this.isMock = options.isMock ?? false
+    const url = new URL(this.client.baseURL)
+    this.secrets = [options.apiKey, url.password, url.username].filter((s) => s.length >= 4)
+    url.username = ''
+    url.password = ''
+    this.description = this.isMock ? 'built-in mock provider' : url.href.replace(/\/$/, '')
+  }
+
+  async complete(body: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
+    const deadline = AbortSignal.timeout(this.options.totalTimeoutMs)
+    const both = AbortSignal.any([signal, deadline])
+    try {
+      const res = await this.post(body, both, false)
+      return await readCapped(res.body, MAX_RESPONSE_BYTES)
+    } catch (err) {
+      throw this.toGatewayError(err, signal, deadline)
+    }
+  }
+
+  async stream(body: Uint8Array, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
+    const deadline = AbortSignal.timeout(this.options.totalTimeoutMs)
+    const both = AbortSignal.any([signal, deadline])
+    let res: Response
+    try {
+      res = await this.post(body, both, true)
+    } catch (err) {
+      throw this.toGatewayError(err, signal, deadline)
+    }
+    const stream = res.body
+    if (!stream) throw upstreamError(502, 'The upstream sent an empty stream', 'upstream_malformed')
+    const mapError = (err: unknown) => this.toGatewayError(err, signal, deadline)
+    return (async function* relay() {
+      try {
+        for await (const chunk of stream as unknown as AsyncIterable<Uint8Array>) yield chunk
+      } catch (err) {
+        throw mapError(err)
+      }
+    })()
+  }
+
+  async models(signal?: AbortSignal): Promise<string[]> {
+    try {
+      const ids: string[] = []
+      for await (const model of this.client.models.list({ signal })) ids.push(model.id)
+      return ids
+    } catch (err) {
+      throw this.toGatewayError(err, signal ?? new AbortController().signal, null)
+    }
+  }
+
+  close(): Promise<void> {
+    return this.closeTransport()
+  }
+
+  private post(body: Uint8Array, signal: AbortSignal, stream: boolean): Promise<Response> {
+    return this.client
+      .post('/chat/completions', { body, headers: JSON_HEADERS, signal, stream } as never)
+      .asResponse()
+  }
+
+  /** Maps any failure to a clean GatewayError whose message holds no credential. */
+  private toGatewayError(err: unknown, client: AbortSignal, deadline: AbortSignal | null): GatewayError {
+    if (err instanceof GatewayError) return err
+    if (client.aborted) return clientClosed()
+    if (deadline?.aborted || err instanceof OpenAI.APIConnectionTimeoutError) {
+      return upstreamError(504, 'The upstream did not answer in time', 'upstream_timeout')
+    }
+    if (err instanceof OpenAI.APIError && err.status !== undefined) {
+      const message = this.scrub(err.error && typeof err.error === 'object' && 'message' in err.error ? String(err.error.message) : err.message)
+      const status = err.status
+      if (status === 429) {
+        return rateLimited(`The upstream is rate limiting the gateway: ${message}`, 'upstream_rate_limited', retryAfterMs(err.headers))
+      }
+      if (status === 401 || status === 403) {
+        return upstreamError(502, 'The upstream refused the gateway\'s credentials; the operator must check OPENAI_API_KEY', 'upstream_auth_failed')
+      }
+      if (status >= 300 && status < 400) return upstreamError(502, `The upstream answered with a redirect (${status}), which the gateway does not follow`, 'upstream_redirect')
+      if (status === 400 || status === 404 || status === 409 || status === 422) {
+        const code = err.code ? this.scrub(String(err.code)).slice(0, 64) : 'upstream_invalid_request'
+        return new GatewayError(status, 'invalid_request_error', code, `The upstream rejected the request: ${message}`, { param: err.param ? String(err.param).slice(0, 64) : null })
+      }
+      return upstreamError(502, `The upstream failed (status ${status})`, 'upstream_error')
+    }
+    if (err instanceof OpenAI.APIUserAbortError) return upstreamError(504, 'The upstream did not answer in time', 'upstream_timeout')
+    if (err instanceof OpenAI.APIConnectionError) return upstreamError(502, 'Could not reach the upstream', 'upstream_unreachable')
+    return upstreamError(502, 'The upstream connection failed mid-answer', 'upstream_broken')
+  }
+
+  /** Removes credentials, key-like strings and control characters from an upstream message. */
+  private scrub(text: string): string {
+    let out = text
+    for (const s of this.secrets) out = out.split(s).join('[redacted]')
+    return out
+      .replace(/\b(sk|gw)-[A-Za-z0-9_*.-]{4,}/g, '[redacted]')
+      .replace(/[\u0000-\u001f\u007f]/g, ' ')
+      .slice(0, 500)
+  }
+}
+
+/** Retry-After in seconds or as an HTTP date, or retry-after-ms; clamped to something sane. */
+export function retryAfterMs(headers: Headers | undefined, now = Date.now()): number {
+  const ms = Number(headers?.get('retry-after-ms'))
+  if (headers?.get('retry-after-ms') && Number.isFinite(ms) && ms >= 0) return Math.min(ms, MAX_RETRY_AFTER_MS)
+  const value = headers?.get('retry-after')?.trim()
+  if (!value) return 1000
+  if (/^\d+(\.\d+)?$/.test(value)) return Math.min(Number(value) * 1000, MAX_RETRY_AFTER_MS)
+  const date = Date.parse(value)
+  if (Number.isFinite(date)) return Math.min(Math.max(0, date - now), MAX_RETRY_AFTER_MS)
+  return 1000
+}
+
+async function readCapped(stream: ReadableStream<Uint8Array> | null, cap: number): Promise<Uint8Array> {
+  if (!stream) return new Uint8Array(0)
+  const chunks: Uint8Array[] = []
+  let size = 0
+  for await (const chunk of stream as unknown as AsyncIterable<Uint8Array>) {
+    size += chunk.byteLength
+    if (size > cap) {
+      await stream.cancel().catch(() => {})
+      throw upstreamError(502, `The upstream's answer exceeded ${cap} bytes`, 'upstream_too_large')
+    }
+    chunks.push(chunk)
+  }
+  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)
+}
+
+export interface UpstreamSettings {
+  apiKey?: string
+  baseURL?: string
+  mock: boolean
+  firstByteTimeoutMs: number
+  totalTimeoutMs: number
+}
+
+/** The real upstream when a key is set and --mock is off; otherwise the built-in mock provider. */
+export function createUpstream(settings: UpstreamSettings): OpenAIUpstream {
+  const timeouts = { firstByteTimeoutMs: settings.firstByteTimeoutMs, totalTimeoutMs: settings.totalTimeoutMs }
+  if (settings.mock || !settings.apiKey) {
+    return new OpenAIUpstream({ apiKey: 'mock', baseURL: 'http://mock.invalid/v1', fetch: createMockFetch(), isMock: true, ...timeouts })
+  }
+  return new OpenAIUpstream({ apiKey: settings.apiKey, baseURL: settings.baseURL, ...timeouts })
+}
