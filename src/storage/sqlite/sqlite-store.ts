@@ -308,6 +308,11 @@ export class SqliteStore implements Store {
     return this.db.delete(requestLog).where(lt(requestLog.timestamp, before)).run().changes
   }
 
+  /** How many schema migrations this file has had. */
+  appliedMigrations(): number {
+    return (this.opened.sqlite.prepare('select count(*) as n from __drizzle_migrations').get() as { n: number }).n
+  }
+
   close(): void {
     if (this.opened.sqlite.open) this.opened.sqlite.close()
   }

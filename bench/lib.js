@@ -1,0 +1,104 @@
+// Small helpers for the benchmark: /proc readings, statistics, formatting.
+import { execFileSync } from 'node:child_process'
+import fs from 'node:fs'
+
+let clkTck = null
+/** Clock ticks per second of utime/stime in /proc/PID/stat (`getconf CLK_TCK`, normally 100). */
+export function clockTicks() {
+  if (clkTck === null) {
+    try {
+      clkTck = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 5000 }).trim()) || 100
+    } catch {
+      clkTck = 100
+    }
+  }
+  return clkTck
+}
+
+/** utime + stime of a process, in clock ticks; null when it is gone. */
+export function cpuTicks(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    // fields[0] is field 3 (state); utime is field 14, stime field 15.
+    return Number(fields[11]) + Number(fields[12])
+  } catch {
+    return null
+  }
+}
+
+/** VmRSS and VmHWM (peak RSS) of a process, in bytes; null when it is gone. */
+export function memory(pid) {
+  try {
+    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8')
+    const kb = (name) => {
+      const m = new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)
+      return m ? Number(m[1]) * 1024 : null
+    }
+    return { rss: kb('VmRSS'), hwm: kb('VmHWM') }
+  } catch {
+    return null
+  }
+}
+
+/** Samples VmRSS of `pid` every `intervalMs` until stopped; returns the peak seen (bytes). */
+export function rssSampler(pid, intervalMs = 100) {
+  let peak = 0
+  const samples = []
+  const take = () => {
+    const m = memory(pid)
+    if (m?.rss) {
+      peak = Math.max(peak, m.rss)
+      samples.push(m.rss)
+    }
+  }
+  take()
+  const timer = setInterval(take, intervalMs)
+  return {
+    stop() {
+      clearInterval(timer)
+      take()
+      return { peak, count: samples.length }
+    },
+  }
+}
+
+export function median(values) {
+  const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b)
+  if (v.length === 0) return null
+  const mid = v.length >> 1
+  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2
+}
+
+/** Nearest-rank percentiles of a list of numbers. */
+export function percentiles(values, ps = [50, 90, 99]) {
+  const sorted = Float64Array.from(values).sort()
+  const out = {}
+  for (const p of ps) out[`p${p}`] = sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] : null
+  out.max = sorted.length ? sorted[sorted.length - 1] : null
+  out.mean = sorted.length ? sorted.reduce((a, b) => a + b, 0) / sorted.length : null
+  out.count = sorted.length
+  return out
+}
+
+export const MB = 1024 * 1024
+
+/** Formats a number or returns '-' for null. */
+export function fmt(value, digits = 2) {
+  if (value === null || value === undefined || !Number.isFinite(value)) return '-'
+  return value.toFixed(digits)
+}
+
+export function signed(value, digits = 3) {
+  if (value === null || value === undefined || !Number.isFinite(value)) return '-'
+  return `${value >= 0 ? '+' : ''}${value.toFixed(digits)}`
+}
+
+/** A plain text table: header row, separator, rows; numbers right-aligned. */
+export function table(header, rows) {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)))
+  const line = (cells) => cells.map((c, i) => (i < 3 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ')
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))

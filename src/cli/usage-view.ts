@@ -1,0 +1,34 @@
+import type { UsageGroup } from '../storage/store.js'
+import { costUsd } from '../core/log-columns.js'
+
+/** A usage group as `--json` shows it. */
+export function groupView(g: UsageGroup) {
+  return {
+    requests: g.requests,
+    errors: g.errors,
+    rate_limited: g.rateLimited,
+    prompt_tokens: g.promptTokens,
+    completion_tokens: g.completionTokens,
+    total_tokens: g.totalTokens,
+    estimated_cost_usd: costUsd(g.costMicros),
+    p50_ms: g.p50Ms,
+    p95_ms: g.p95Ms,
+  }
+}
+
+export function sumGroups(groups: UsageGroup[]): Omit<ReturnType<typeof groupView>, 'p50_ms' | 'p95_ms'> {
+  const sum = (f: (g: UsageGroup) => number) => groups.reduce((a, g) => a + f(g), 0)
+  const costs = groups.filter((g) => g.costMicros !== null)
+  return {
+    requests: sum((g) => g.requests),
+    errors: sum((g) => g.errors),
+    rate_limited: sum((g) => g.rateLimited),
+    prompt_tokens: sum((g) => g.promptTokens),
+    completion_tokens: sum((g) => g.completionTokens),
+    total_tokens: sum((g) => g.totalTokens),
+    estimated_cost_usd: costs.length > 0 ? costUsd(costs.reduce((a, g) => a + (g.costMicros ?? 0), 0)) : null,
+  }
+}
+
+export const usd = (v: number | null) => (v === null ? null : `$${v.toFixed(v < 1 ? 4 : 2)}`)
+export const ms = (v: number | null) => (v === null ? null : Math.round(v * 10) / 10)

@@ -1,0 +1,11 @@
+import { BaseCommand } from '../../cli/base-command.js'
+
+export default class DbMigrate extends BaseCommand<typeof DbMigrate> {
+  static override summary = 'Create the database or bring its schema up to date (serve does this too)'
+
+  async run() {
+    const migrations = this.store.appliedMigrations() // opening the store applied any missing ones
+    this.say(`Database ${this.flags.db} is up to date (${migrations} migrations applied).`)
+    return { db: this.flags.db, migrations }
+  }
+}

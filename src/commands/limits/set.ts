@@ -1,0 +1,41 @@
+import { Flags } from '@oclif/core'
+import { BaseCommand } from '../../cli/base-command.js'
+import { ipLimitFlags, keyLimitFlags, limitsFromFlags } from '../../cli/limit-flags.js'
+import { badRequest } from '../../core/errors.js'
+import { KeyManager } from '../../core/keys.js'
+import { formatLimit } from '../../core/limits.js'
+
+export default class LimitsSet extends BaseCommand<typeof LimitsSet> {
+  static override summary = 'Set limits for every key (--default) or one key (--key); a running server applies them within a second'
+  static override examples = [
+    '<%= config.bin %> limits set --default --rpm 60 --daily-tokens 200000',
+    '<%= config.bin %> limits set --key alice --tpm 20000 --concurrency 2',
+    '<%= config.bin %> limits set --key ci --daily-tokens off',
+  ]
+  static override flags = {
+    default: Flags.boolean({ description: 'change the defaults', exclusive: ['key'] }),
+    key: Flags.string({ description: 'change one key (id or name)', exclusive: ['default'] }),
+    ...keyLimitFlags,
+    ...ipLimitFlags,
+  }
+
+  async run() {
+    const f = this.flags
+    if (!f.default && !f.key) throw badRequest('Say which limits to change: --default or --key ID|NAME', 'default')
+    const changes = limitsFromFlags(f)
+    if (Object.keys(changes).length === 0) throw badRequest('Name at least one limit to set, e.g. --rpm 60', null)
+    if (f.key && ('authFailuresPerMinute' in changes || 'ipRpm' in changes)) {
+      throw badRequest('Per-IP limits are server-wide: set them with --default', 'key')
+    }
+    const shown = Object.entries(changes).map(([k, v]) => `${k}=${formatLimit(v as number | null)}`).join(' ')
+    if (f.key) {
+      const key = new KeyManager(this.store, this.clock).update(f.key, { limits: changes })
+      this.say(`Key "${this.safe(key.name)}": ${shown}`)
+      return { key: { id: key.id, name: key.name }, limits: key.limits }
+    }
+    const limits = { ...this.store.getDefaults(), ...changes }
+    this.store.setDefaults(limits)
+    this.say(`Defaults: ${shown}`)
+    return { key: null, limits }
+  }
+}

@@ -1,0 +1,60 @@
+import { Flags } from '@oclif/core'
+import { BaseCommand } from '../../cli/base-command.js'
+import { bar, renderTable } from '../../cli/table.js'
+import { groupView, ms, sumGroups, usd } from '../../cli/usage-view.js'
+import { Calendar } from '../../core/calendar.js'
+import { badRequest } from '../../core/errors.js'
+import { KeyManager } from '../../core/keys.js'
+import { resolveKeyLimits } from '../../core/limits.js'
+
+export default class UsageToday extends BaseCommand<typeof UsageToday> {
+  static override summary = 'Usage per key today: requests, errors, tokens, share of budget, cost, latency'
+  static override flags = {
+    timezone: Flags.string({ description: 'time zone of the calendar day (as the server\'s --timezone)', env: 'GATEWAY_TIMEZONE', default: 'UTC' }),
+  }
+
+  async run() {
+    if (!Calendar.isValidZone(this.flags.timezone)) throw badRequest(`Unknown time zone "${this.flags.timezone}"`, 'timezone')
+    const day = new Calendar(this.flags.timezone).dayOf(this.clock.now())
+    const groups = this.store.usageBy('key', { day })
+    const defaults = this.store.getDefaults()
+    const manager = new KeyManager(this.store, this.clock)
+    const keys = new Map(manager.list().map((k) => [k.id, k]))
+    const rows = groups.map((g) => {
+      const key = keys.get(g.group)
+      const budget = key ? resolveKeyLimits(defaults, key.limits).limits.dailyTokens : null
+      return {
+        key_id: g.group === '' ? null : g.group,
+        key_name: key?.name ?? null,
+        prefix: key ? (manager.prefixes(key.id)[0] ?? null) : null,
+        ...groupView(g),
+        daily_budget: budget,
+        budget_used: budget === null ? null : g.totalTokens / budget,
+      }
+    })
+    const total = sumGroups(groups)
+    if (rows.length === 0) this.say(`No requests on ${day} (${this.flags.timezone}) yet.`)
+    else {
+      this.say(`Usage on ${day} (${this.flags.timezone})`)
+      this.say(
+        renderTable(
+          ['KEY', 'PREFIX', 'REQUESTS', 'ERRORS', '429S', 'TOKENS', 'BUDGET', 'COST', 'P50 MS', 'P95 MS'],
+          rows.map((r) => [
+            r.key_name ?? (r.key_id ? r.key_id : '(no key)'),
+            r.prefix ? `${r.prefix}…` : '',
+            r.requests,
+            r.errors,
+            r.rate_limited,
+            r.total_tokens,
+            bar(r.budget_used),
+            usd(r.estimated_cost_usd),
+            ms(r.p50_ms),
+            ms(r.p95_ms),
+          ]),
+          ['TOTAL', '', total.requests, total.errors, total.rate_limited, total.total_tokens, '', usd(total.estimated_cost_usd), '', ''],
+        ),
+      )
+    }
+    return { date: day, timezone: this.flags.timezone, keys: rows, total }
+  }
+}
