@@ -37,7 +37,7 @@ export class AdmissionControl {
     private readonly queue: FairQueue,
   ) {}
 
-  async admit(key: ApiKey, limits: Limits, prepared: PreparedChat, opts: { signal?: AbortSignal; queueTimeoutMs?: number }): Promise<Admission> {
+  async admit(key: ApiKey, limits: Limits, prepared: PreparedChat, opts: { signal?: AbortSignal; timeoutMs?: number }): Promise<Admission> {
     const now = this.clock.now()
     const w = this.windowsOf(key.id)
     if (limits.rpm !== null) {

@@ -210,7 +210,7 @@ export class Gateway {
   private async begin(record: RequestRecord, key: ApiKey, prepared: PreparedChat, signal: AbortSignal, queueTimeoutMs?: number): Promise<Admission> {
     record.model = prepared.model
     if (this.deps.options.logBodies) record.requestBody = JSON.stringify(prepared.body)
-    const admission = await this.admission.admit(key, this.limitsOf(key), prepared, { signal, queueTimeoutMs })
+    const admission = await this.admission.admit(key, this.limitsOf(key), prepared, { signal, timeoutMs: queueTimeoutMs })
     record.queuedMs = admission.queuedMs
     return admission
   }
