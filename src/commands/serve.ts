@@ -76,14 +76,14 @@ export default class Serve extends BaseCommand<typeof Serve> {
       timezone: settings.timezone,
     }
     if (this.jsonEnabled()) this.logJson(info)
-    else this.banner(info, !apiKey)
+    else this.banner(info, !apiKey, built.store.listKeys().length > 0)
     await this.untilSignal()
     this.say('gateway: shutting down, letting requests in flight finish…')
     await server.close(parseDuration(f['shutdown-timeout'], '--shutdown-timeout'))
     this.say('gateway: stopped.')
   }
 
-  private banner(info: { url: string; mode: string; upstream: string; model: string; db: string; csvLog: string | null; timezone: string }, noKey: boolean): void {
+  private banner(info: { url: string; mode: string; upstream: string; model: string; db: string; csvLog: string | null; timezone: string }, noKey: boolean, hasKeys: boolean): void {
     if (info.mode === 'mock') {
       const why = noKey ? 'OPENAI_API_KEY is not set' : '--mock is on'
       const line = '!'.repeat(78)
@@ -94,6 +94,9 @@ export default class Serve extends BaseCommand<typeof Serve> {
     this.log(`  database: ${info.db}`)
     this.log(`  csv log:  ${info.csvLog ?? 'off'}`)
     this.log(`  budget day: ${info.timezone}`)
+    if (!hasKeys) {
+      this.log(`\nNo API keys yet. In another terminal: npx gateway keys create --name me${info.db === './data/gateway.db' ? '' : ` --db ${info.db}`}`)
+    }
   }
 
   private untilSignal(): Promise<void> {

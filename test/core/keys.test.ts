@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest'
+import { manualClock } from '../../src/core/clock.js'
+import { GatewayError } from '../../src/core/errors.js'
+import { displayPrefix, hashKey, KeyManager, KeyRing } from '../../src/core/keys.js'
+import { resolveKeyLimits } from '../../src/core/limits.js'
+import { SqliteStore } from '../../src/storage/sqlite/sqlite-store.js'
+
+describe('keys', () => {
+  it('stores only a hash and a 7-character prefix; the secret has 256 random bits', () => {
+    const store = SqliteStore.open(':memory:')
+    const created = new KeyManager(store, manualClock()).create({ name: 'alice' })
+    expect(created.secret).toMatch(/^gw-[A-Za-z0-9_-]{43}$/)
+    const [secret] = store.listLiveSecrets(Date.now())
+    expect(secret.hash).toBe(hashKey(created.secret))
+    expect(secret.prefix).toBe(displayPrefix(created.secret))
+    expect(secret.prefix).toHaveLength(7)
+    expect(JSON.stringify(store.listKeys())).not.toContain(created.secret.slice(3, 11))
+  })
+
+  it('authenticates, and stops authenticating revoked, expired and rotated-away secrets', () => {
+    const store = SqliteStore.open(':memory:')
+    const clock = manualClock()
+    const manager = new KeyManager(store, clock)
+    const ring = new KeyRing()
+    const a = manager.create({ name: 'a' })
+    const b = manager.create({ name: 'b', expiresInMs: 1_000 })
+    ring.load(store, clock.now())
+    expect(ring.authenticate(a.secret, clock.now())?.name).toBe('a')
+    expect(ring.authenticate(b.secret, clock.now())?.name).toBe('b')
+    expect(ring.authenticate(a.secret.slice(0, -1) + 'x', clock.now())).toBeNull()
+    clock.advance(1_000)
+    expect(ring.authenticate(b.secret, clock.now())).toBeNull()
+    const rotated = manager.rotate('a', 500)
+    ring.load(store, clock.now())
+    expect(ring.authenticate(a.secret, clock.now())?.name).toBe('a')
+    expect(ring.authenticate(rotated.secret, clock.now())?.name).toBe('a')
+    clock.advance(500)
+    expect(ring.authenticate(a.secret, clock.now())).toBeNull()
+    manager.revoke('a')
+    ring.load(store, clock.now())
+    expect(ring.authenticate(rotated.secret, clock.now())).toBeNull()
+  })
+
+  it('refuses duplicate and reserved names', () => {
+    const manager = new KeyManager(SqliteStore.open(':memory:'), manualClock())
+    manager.create({ name: 'dup' })
+    expect(() => manager.create({ name: 'dup' })).toThrow(GatewayError)
+    expect(() => manager.create({ name: 'key_x' })).toThrow(/reserved/)
+    expect(() => manager.create({ name: '  ' })).toThrow(/1 to 200/)
+  })
+})
+
+describe('limits', () => {
+  it('resolve key over default over built-in, with their sources', () => {
+    const { limits, sources } = resolveKeyLimits({ rpm: 60, tpm: null }, { rpm: 5 })
+    expect(limits).toMatchObject({ rpm: 5, tpm: null, dailyTokens: 50_000 })
+    expect(sources).toMatchObject({ rpm: 'key', tpm: 'default', dailyTokens: 'built-in' })
+  })
+})

@@ -1,0 +1,94 @@
+import { describe, expect, it } from 'vitest'
+import { parseDuration, parseTime } from '../../src/cli/durations.js'
+import { escapeControl } from '../../src/cli/table.js'
+import { csvCell, neutraliseCell } from '../../src/core/csv.js'
+import { formatReset } from '../../src/core/headers.js'
+import { Pricing } from '../../src/core/pricing.js'
+import { eventData, SseSplitter } from '../../src/core/sse.js'
+import { countPromptTokens } from '../../src/core/tokens.js'
+
+describe('formula neutralising', () => {
+  it.each([
+    ['=SUM(A1:A2)', "'=SUM(A1:A2)"],
+    ['+1+1', "'+1+1"],
+    ['-2+3', "'-2+3"],
+    ['@cmd', "'@cmd"],
+    ['\t=1', "'\t=1"],
+    ['\r=1', "'\r=1"],
+    ['plain', 'plain'],
+    ['a=b', 'a=b'],
+    ['', ''],
+  ])('%j → %j', (input, output) => {
+    expect(neutraliseCell(input)).toBe(output)
+  })
+
+  it('leaves numbers as numbers, even negative ones', () => {
+    expect(csvCell(-3)).toBe(-3)
+    expect(csvCell(null)).toBe('')
+    expect(csvCell(true)).toBe('true')
+  })
+})
+
+describe('SSE framing', () => {
+  it('reassembles events and multibyte characters split across chunks, LF or CRLF', () => {
+    const s = new SseSplitter()
+    const bytes = Buffer.from('data: {"x":"é"}\n\n: comment\r\n\r\ndata: [DONE]\n\n')
+    const out: string[] = []
+    for (let i = 0; i < bytes.length; i += 3) out.push(...s.push(bytes.subarray(i, i + 3)))
+    expect(out).toEqual(['data: {"x":"é"}\n\n', ': comment\r\n\r\n', 'data: [DONE]\n\n'])
+    expect(out.map(eventData)).toEqual(['{"x":"é"}', null, '[DONE]'])
+    expect(s.end()).toBe('')
+  })
+})
+
+describe('durations and times', () => {
+  it('parses durations and refuses nonsense', () => {
+    expect(parseDuration('90s')).toBe(90_000)
+    expect(parseDuration('1h')).toBe(3_600_000)
+    expect(parseDuration('30d')).toBe(2_592_000_000)
+    expect(parseDuration('250ms')).toBe(250)
+    expect(parseDuration('5')).toBe(5_000)
+    expect(() => parseDuration("1' OR 1=1")).toThrow(/duration/)
+  })
+
+  it('parses a time as ISO or as a duration ago', () => {
+    const now = Date.parse('2026-11-26T12:00:00Z')
+    expect(parseTime('7d', now)).toBe('2026-11-19T12:00:00.000Z')
+    expect(parseTime('2026-11-01', now)).toBe('2026-11-01T00:00:00.000Z')
+    expect(parseTime('2026-11-01T10:00:00+02:00', now)).toBe('2026-11-01T08:00:00.000Z')
+    expect(() => parseTime("2026-11-01'; drop table api_keys; --", now)).toThrow()
+  })
+
+  it('formats resets like OpenAI', () => {
+    expect(formatReset(20)).toBe('20ms')
+    expect(formatReset(1_000)).toBe('1s')
+    expect(formatReset(60_000)).toBe('1m0s')
+    expect(formatReset(361_000)).toBe('6m1s')
+  })
+})
+
+describe('terminal escaping', () => {
+  it('makes control characters and ANSI escapes visible', () => {
+    expect(escapeControl('a\u001b[31mred\r\n\u0000')).toBe('a\\x1b[31mred\\r\\n\\x00')
+  })
+})
+
+describe('pricing', () => {
+  it('prices exact and dated model names, and leaves unknown ones empty', () => {
+    const p = Pricing.load()
+    expect(p.costMicros('gpt-4o-mini', 1_000_000, 0)).toBe(150_000)
+    expect(p.costMicros('gpt-4o-mini-2024-07-18', 0, 1_000)).toBe(600)
+    expect(p.costMicros('gpt-4o-2024-08-06', 1_000, 0)).toBe(2_500)
+    expect(p.costMicros('llama3:8b', 1_000, 1_000)).toBeNull()
+    expect(p.costMicros(null, 1, 1)).toBeNull()
+  })
+})
+
+describe('prompt token estimate', () => {
+  it('counts message text, framing and images', () => {
+    const text = countPromptTokens([{ role: 'user', content: 'hello world' }])
+    expect(text).toBeGreaterThan(2 + 4)
+    const image = countPromptTokens([{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:' } }] }])
+    expect(image).toBeGreaterThan(1_000)
+  })
+})

@@ -1,0 +1,77 @@
+import { describe, expect, it } from 'vitest'
+import { BudgetLedger } from '../../src/core/budget.js'
+import { Calendar } from '../../src/core/calendar.js'
+import { SlidingWindow } from '../../src/core/sliding-window.js'
+import { SqliteStore } from '../../src/storage/sqlite/sqlite-store.js'
+
+describe('SlidingWindow', () => {
+  it('never admits more than the limit in any window, and says when the next fits', () => {
+    const w = new SlidingWindow(60_000)
+    expect(w.tryAdd(0, 1, 2)).toMatchObject({ t: 0 })
+    expect(w.tryAdd(30_000, 1, 2)).toMatchObject({ t: 30_000 })
+    expect(w.tryAdd(59_999, 1, 2)).toBe(1)
+    expect(w.tryAdd(60_000, 1, 2)).toMatchObject({ t: 60_000 })
+    expect(w.tryAdd(60_001, 1, 2)).toBe(29_999)
+  })
+
+  it('settles an entry to its real amount while it is in the window', () => {
+    const w = new SlidingWindow(60_000)
+    const e = w.tryAdd(0, 1000, 1500)
+    expect(w.tryAdd(1, 1000, 1500)).toBe(59_999)
+    if (typeof e === 'number') throw new Error('admitted')
+    w.settle(e, 100, 2)
+    expect(w.used(2)).toBe(100)
+    expect(typeof w.tryAdd(3, 1000, 1500)).toBe('object')
+    expect(w.tryAdd(4, 5000, 1500)).toBe(Infinity)
+  })
+
+  it('keeps memory bounded over many entries', () => {
+    const w = new SlidingWindow(1_000)
+    for (let t = 0; t < 200_000; t++) w.tryAdd(t, 1, 10_000)
+    // at t = 200,000 the window (199,000, 200,000] holds the entries of 199,001 … 199,999
+    expect(w.used(200_000)).toBe(999)
+  })
+})
+
+describe('BudgetLedger', () => {
+  const store = () => SqliteStore.open(':memory:')
+  const day = Date.parse('2026-05-05T12:00:00Z')
+
+  it('reserves only what fits beside spent and reserved tokens, and settles idempotently', () => {
+    const ledger = new BudgetLedger(store(), new Calendar('UTC'))
+    const a = ledger.reserve('k', 600, 1000, day)!
+    expect(ledger.reserve('k', 500, 1000, day)).toBeNull()
+    const b = ledger.reserve('k', 400, 1000, day)!
+    ledger.settle(a, 50, day)
+    ledger.settle(a, 50, day)
+    expect(ledger.state('k', day)).toMatchObject({ spent: 50, reserved: 400 })
+    ledger.settle(b, 0, day)
+    expect(ledger.available('k', 1000, day)).toBe(950)
+    expect(ledger.reserve('k', 10 ** 9, null, day)).not.toBeNull()
+  })
+
+  it('starts each day from what the store recorded, and lets yesterday\'s reservations settle into yesterday', () => {
+    const s = store()
+    const ledger = new BudgetLedger(s, new Calendar('UTC'))
+    const late = ledger.reserve('k', 300, 1000, Date.parse('2026-05-05T23:59:59Z'))!
+    const next = Date.parse('2026-05-06T00:00:01Z')
+    expect(ledger.state('k', next)).toMatchObject({ day: '2026-05-06', spent: 0, reserved: 0 })
+    ledger.settle(late, 200, next)
+    expect(ledger.state('k', next)).toMatchObject({ spent: 0, reserved: 0 })
+  })
+})
+
+describe('Calendar', () => {
+  it('finds day boundaries in a zone, across a DST change', () => {
+    const ny = new Calendar('America/New_York')
+    // 2026-03-08 is 23 hours long in New York (clocks go forward at 02:00).
+    const t = Date.parse('2026-03-08T12:00:00Z')
+    expect(ny.dayOf(t)).toBe('2026-03-08')
+    expect(new Date(ny.nextDayStart(t)).toISOString()).toBe('2026-03-09T04:00:00.000Z')
+    expect(ny.dayOf(Date.parse('2026-03-09T03:59:59.999Z'))).toBe('2026-03-08')
+    expect(ny.dayOf(Date.parse('2026-03-09T04:00:00Z'))).toBe('2026-03-09')
+    expect(new Calendar('Asia/Kolkata').dayOf(Date.parse('2026-01-01T18:29:59Z'))).toBe('2026-01-01')
+    expect(new Calendar('Asia/Kolkata').dayOf(Date.parse('2026-01-01T18:30:00Z'))).toBe('2026-01-02')
+    expect(Calendar.isValidZone('Mars/Olympus')).toBe(false)
+  })
+})
