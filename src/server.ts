@@ -31,9 +31,11 @@ export function startServer(built: BuiltGateway, host: string, port: number): Pr
 async function shutdown(server: Server, built: BuiltGateway, deadlineMs: number): Promise<void> {
   await new Promise<void>((resolve) => {
     const force = setTimeout(() => server.closeAllConnections(), deadlineMs)
-    force.unref()
+    // A keep-alive connection whose request finishes after close() turns idle later: sweep.
+    const sweep = setInterval(() => server.closeIdleConnections(), 50)
     server.close(() => {
       clearTimeout(force)
+      clearInterval(sweep)
       resolve()
     })
     server.closeIdleConnections()

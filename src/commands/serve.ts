@@ -75,7 +75,8 @@ export default class Serve extends BaseCommand<typeof Serve> {
       csvLog: settings.csvLog ? csvPathFor(settings.csvLog, 'YYYY-MM-DD') : null,
       timezone: settings.timezone,
     }
-    if (this.jsonEnabled()) this.logJson(info)
+    // One compact line: serve runs on, so its JSON is an event stream, not a final document.
+    if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify(info)}\n`)
     else this.banner(info, !apiKey, built.store.listKeys().length > 0)
     await this.untilSignal()
     this.say('gateway: shutting down, letting requests in flight finish…')

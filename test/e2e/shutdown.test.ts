@@ -1,0 +1,47 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { runJson } from '../support/cli.js'
+import { tempDir } from '../support/gateway.js'
+import { startMockUpstream, type MockUpstream } from '../support/mock-upstream.js'
+
+const BIN = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
+let upstream: MockUpstream
+
+beforeAll(async () => {
+  upstream = await startMockUpstream()
+})
+afterAll(async () => {
+  await upstream.close()
+})
+
+it('SIGTERM: stops accepting, lets the request in flight finish and log, exits 0', async () => {
+  const db = join(tempDir(), 'gateway.db')
+  const { json: created } = await runJson<{ key: string }>(['keys', 'create', '--name', 'late', '--rpm', 'off', '--db', db])
+  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--db', db, '--json'], {
+    env: { ...process.env, OPENAI_API_KEY: 'sk-shutdown-test', OPENAI_BASE_URL: upstream.url },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let out = ''
+  child.stdout.on('data', (d) => (out += d))
+  while (!out.includes('\n')) await once(child.stdout, 'data')
+  const { url } = JSON.parse(out.split('\n')[0]) as { url: string }
+  upstream.script({ kind: 'normal', delayMs: 600 })
+  const inFlight = fetch(`${url}/chat`, {
+    method: 'POST',
+    headers: { 'x-api-key': created.key, 'content-type': 'application/json' },
+    body: JSON.stringify({ message: 'finish me' }),
+  })
+  while (upstream.requests.length === 0) await new Promise((r) => setTimeout(r, 10))
+  child.kill('SIGTERM')
+  const res = await inFlight
+  expect(res.status).toBe(200)
+  expect(((await res.json()) as { response: string }).response).toBe('Echo: finish me')
+  const [code] = (await once(child, 'exit')) as [number | null]
+  expect(code).toBe(0)
+  await expect(fetch(`${url}/health`)).rejects.toThrow()
+  const { json: usage } = await runJson<{ total: { requests: number } }>(['usage', 'today', '--db', db])
+  expect(usage.total.requests).toBe(1)
+})
