@@ -53,7 +53,7 @@ export class OpenAIUpstream implements Upstream {
     const both = AbortSignal.any([signal, deadline])
     try {
       const res = await this.post(body, both, false)
-      return await readCapped(res.body, MAX_RESPONSE_BYTES)
+      return await readCapped(res.body as unknown as Body | null, MAX_RESPONSE_BYTES)
     } catch (err) {
       throw this.toGatewayError(err, signal, deadline)
     }
@@ -73,7 +73,7 @@ export class OpenAIUpstream implements Upstream {
     const mapError = (err: unknown) => this.toGatewayError(err, signal, deadline)
     return (async function* relay() {
       try {
-        for await (const chunk of stream as unknown as AsyncIterable<Uint8Array>) yield chunk
+        for await (const chunk of stream as unknown as Body) yield chunk
       } catch (err) {
         throw mapError(err)
       }
@@ -151,14 +151,18 @@ export function retryAfterMs(headers: Headers | undefined, now = Date.now()): nu
   return 1000
 }
 
-async function readCapped(stream: ReadableStream<Uint8Array> | null, cap: number): Promise<Uint8Array> {
-  if (!stream) return new Uint8Array(0)
+/** A response body: a web stream (the mock provider's) or a Node stream (the pooled transport's). */
+type Body = AsyncIterable<Uint8Array> & { cancel?(): Promise<void>; destroy?(): void }
+
+async function readCapped(body: Body | null, cap: number): Promise<Uint8Array> {
+  if (!body) return new Uint8Array(0)
   const chunks: Uint8Array[] = []
   let size = 0
-  for await (const chunk of stream as unknown as AsyncIterable<Uint8Array>) {
+  for await (const chunk of body) {
     size += chunk.byteLength
     if (size > cap) {
-      await stream.cancel().catch(() => {})
+      if (body.destroy) body.destroy()
+      else await body.cancel?.().catch(() => {})
       throw upstreamError(502, `The upstream's answer exceeded ${cap} bytes`, 'upstream_too_large')
     }
     chunks.push(chunk)
