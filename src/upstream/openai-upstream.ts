@@ -49,33 +49,40 @@ export class OpenAIUpstream implements Upstream {
   }
 
   async complete(body: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
-    const deadline = AbortSignal.timeout(this.options.totalTimeoutMs)
-    const both = AbortSignal.any([signal, deadline])
+    const call = new Deadline(signal, this.options.totalTimeoutMs)
     try {
-      const res = await this.post(body, both, false)
+      const res = await this.post(body, call.signal, false)
       return await readCapped(res.body as unknown as Body | null, MAX_RESPONSE_BYTES)
     } catch (err) {
-      throw this.toGatewayError(err, signal, deadline)
+      throw this.toGatewayError(err, signal, call)
+    } finally {
+      call.end()
     }
   }
 
   async stream(body: Uint8Array, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
-    const deadline = AbortSignal.timeout(this.options.totalTimeoutMs)
-    const both = AbortSignal.any([signal, deadline])
+    const call = new Deadline(signal, this.options.totalTimeoutMs)
     let res: Response
     try {
-      res = await this.post(body, both, true)
+      res = await this.post(body, call.signal, true)
     } catch (err) {
-      throw this.toGatewayError(err, signal, deadline)
+      call.end()
+      throw this.toGatewayError(err, signal, call)
     }
-    const stream = res.body
-    if (!stream) throw upstreamError(502, 'The upstream sent an empty stream', 'upstream_malformed')
-    const mapError = (err: unknown) => this.toGatewayError(err, signal, deadline)
+    const stream = res.body as unknown as Body | null
+    if (!stream) {
+      call.end()
+      throw upstreamError(502, 'The upstream sent an empty stream', 'upstream_malformed')
+    }
+    const mapError = (err: unknown) => this.toGatewayError(err, signal, call)
     return (async function* relay() {
       try {
-        for await (const chunk of stream as unknown as Body) yield chunk
+        for await (const chunk of stream) yield chunk
       } catch (err) {
         throw mapError(err)
+      } finally {
+        call.end()
+        stream.destroy?.() // a client that left early must close the upstream connection too
       }
     })()
   }
@@ -101,10 +108,10 @@ export class OpenAIUpstream implements Upstream {
   }
 
   /** Maps any failure to a clean GatewayError whose message holds no credential. */
-  private toGatewayError(err: unknown, client: AbortSignal, deadline: AbortSignal | null): GatewayError {
+  private toGatewayError(err: unknown, client: AbortSignal, deadline: Deadline | null): GatewayError {
     if (err instanceof GatewayError) return err
     if (client.aborted) return clientClosed()
-    if (deadline?.aborted || err instanceof OpenAI.APIConnectionTimeoutError) {
+    if (deadline?.expired || err instanceof OpenAI.APIConnectionTimeoutError) {
       return upstreamError(504, 'The upstream did not answer in time', 'upstream_timeout')
     }
     if (err instanceof OpenAI.APIError && err.status !== undefined) {
@@ -136,6 +143,37 @@ export class OpenAIUpstream implements Upstream {
       .replace(/\b(sk|gw)-[A-Za-z0-9_*.-]{4,}/g, '[redacted]')
       .replace(/[\u0000-\u001f\u007f]/g, ' ')
       .slice(0, 500)
+  }
+}
+
+/**
+ * One upstream call's signal: aborted when the client leaves or the whole-request deadline
+ * passes. A plain controller and one timer, cleared at the end of the call (cheaper than
+ * AbortSignal.any + AbortSignal.timeout, which leave work for the garbage collector).
+ */
+class Deadline {
+  readonly signal: AbortSignal
+  expired = false
+  private readonly controller = new AbortController()
+  private readonly timer: NodeJS.Timeout
+  private readonly onClientAbort = () => this.controller.abort()
+
+  constructor(
+    private readonly client: AbortSignal,
+    ms: number,
+  ) {
+    this.signal = this.controller.signal
+    this.timer = setTimeout(() => {
+      this.expired = true
+      this.controller.abort()
+    }, ms)
+    if (client.aborted) this.controller.abort()
+    else client.addEventListener('abort', this.onClientAbort, { once: true })
+  }
+
+  end(): void {
+    clearTimeout(this.timer)
+    this.client.removeEventListener('abort', this.onClientAbort)
   }
 }
 
