@@ -92,15 +92,33 @@ const GROUP_COLUMN = {
   model: sql`coalesce(${requestLog.model}, '')`,
 } as const
 
+/**
+ * A hot-path statement: the SQL is drizzle's (the schema stays the one source of truth), run
+ * as a raw better-sqlite3 statement with positional parameters, which skips drizzle's
+ * per-value placeholder mapping on every logged request.
+ */
+function rawStatement(sqlite: OpenedDatabase['sqlite'], query: { toSQL(): { sql: string; params: unknown[] } }) {
+  const { sql: text, params } = query.toSQL()
+  // Each parameter is a named placeholder (wrapped in a Param) or a constant of the query.
+  const slots = params.map((p) => {
+    const name = (p as { value?: { name?: string }; name?: string }).value?.name ?? (p as { name?: string }).name
+    return name !== undefined ? { name, value: undefined } : { name: null, value: p }
+  })
+  const statement = sqlite.prepare(text)
+  return (values: Record<string, unknown>) => statement.run(slots.map((s) => (s.name !== null ? values[s.name] : s.value)))
+}
+
 export class SqliteStore implements Store {
   private readonly opened: OpenedDatabase
-  private readonly insertRow
-  private readonly upsertUsage
+  private readonly insertRow: (values: Record<string, unknown>) => unknown
+  private readonly upsertUsage: (values: Record<string, unknown>) => unknown
 
   constructor(opened: OpenedDatabase) {
     this.opened = opened
     const { db } = opened
-    this.insertRow = db
+    this.insertRow = rawStatement(
+      opened.sqlite,
+      db
       .insert(requestLog)
       .values({
         timestamp: sql.placeholder('timestamp'),
@@ -126,9 +144,11 @@ export class SqliteStore implements Store {
         day: sql.placeholder('day'),
         requestBody: sql.placeholder('requestBody'),
         responseBody: sql.placeholder('responseBody'),
-      })
-      .prepare()
-    this.upsertUsage = db
+      }),
+    )
+    this.upsertUsage = rawStatement(
+      opened.sqlite,
+      db
       .insert(dailyUsage)
       .values({
         keyId: sql.placeholder('keyId'),
@@ -148,8 +168,8 @@ export class SqliteStore implements Store {
           totalTokens: sql`${dailyUsage.totalTokens} + excluded.total_tokens`,
           costMicros: sql`case when excluded.cost_micros is null then ${dailyUsage.costMicros} else coalesce(${dailyUsage.costMicros}, 0) + excluded.cost_micros end`,
         },
-      })
-      .prepare()
+      }),
+    )
   }
 
   static open(path: string): SqliteStore {
@@ -239,9 +259,9 @@ export class SqliteStore implements Store {
       () => {
         for (const row of rows) {
           const params = { ...row, estimated: row.estimated ? 1 : 0, streamed: row.streamed ? 1 : 0 }
-          this.insertRow.run(params)
+          this.insertRow(params)
           // Daily usage counts model calls (refused ones included), not /usage or /v1/models reads.
-          if (row.keyId !== null && row.model !== null) this.upsertUsage.run(params)
+          if (row.keyId !== null && row.model !== null) this.upsertUsage(params)
         }
       },
       { behavior: 'immediate' },
