@@ -1,4 +1,37 @@
-import { countTokens } from 'gpt-tokenizer/encoding/o200k_base'
+import { GptEncoding } from 'gpt-tokenizer/esm/GptEncoding'
+import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+
+/**
+ * The o200k_base ranks from the package's plain `.tiktoken` file (base64 token, rank), not
+ * from its 2.4 MB JavaScript module: V8 parsing that literal left ~10 MB more resident
+ * memory behind, for the same table.
+ */
+function loadRanks(): (string | number[])[] {
+  const file = createRequire(import.meta.url).resolve('gpt-tokenizer/data/o200k_base.tiktoken')
+  const text = readFileSync(file, 'latin1')
+  const utf8 = new TextDecoder('utf-8', { fatal: true })
+  const ranks: (string | number[])[] = []
+  for (let start = 0; start < text.length; ) {
+    let end = text.indexOf('\n', start)
+    if (end < 0) end = text.length
+    const space = text.indexOf(' ', start)
+    if (space > start && space < end) {
+      const bytes = Buffer.from(text.slice(start, space), 'base64')
+      let token: string | number[]
+      try {
+        token = utf8.decode(bytes)
+      } catch {
+        token = [...bytes] // not valid UTF-8 on its own: the tokenizer takes raw bytes
+      }
+      ranks[Number(text.slice(space + 1, end))] = token
+    }
+    start = end + 1
+  }
+  return ranks
+}
+
+const encoding = GptEncoding.getEncodingApi('o200k_base', loadRanks)
 
 /**
  * Token counting with a real BPE tokenizer (o200k_base, the gpt-4o family's). Used to
@@ -6,7 +39,7 @@ import { countTokens } from 'gpt-tokenizer/encoding/o200k_base'
  * other model families differ a little, which the reservation margin absorbs.
  */
 export function countTextTokens(text: string): number {
-  return text.length === 0 ? 0 : countTokens(text)
+  return text.length === 0 ? 0 : encoding.countTokens(text)
 }
 
 /** Per-message framing tokens in OpenAI's chat format, and the reply's priming tokens. */
