@@ -108,33 +108,30 @@ export class AdmissionControl {
     const out: Record<string, string> = {}
     const policy: string[] = []
     const state: string[] = []
+    /** One limit: its OpenAI-style headers (if it has names for them) and its IETF entries. */
+    const add = (name: string, limit: number, remaining: number, resetMs: number, windowS: number, openai?: [string, string, string]) => {
+      if (openai) {
+        out[openai[0]] = String(limit)
+        out[openai[1]] = String(remaining)
+        out[openai[2]] = formatReset(resetMs)
+      }
+      policy.push(`"${name}";q=${limit};w=${windowS}`)
+      state.push(`"${name}";r=${remaining};t=${Math.ceil(resetMs / 1000)}`)
+    }
     const w = this.windowsOf(keyId)
     if (limits.rpm !== null) {
-      const remaining = Math.max(0, limits.rpm - w.requests.used(now))
-      const reset = w.requests.resetIn(now)
-      out[H.limitRequests] = String(limits.rpm)
-      out[H.remainingRequests] = String(remaining)
-      out[H.resetRequests] = formatReset(reset)
-      policy.push(`"requests";q=${limits.rpm};w=60`)
-      state.push(`"requests";r=${remaining};t=${Math.ceil(reset / 1000)}`)
+      add('requests', limits.rpm, Math.max(0, limits.rpm - w.requests.used(now)), w.requests.resetIn(now), 60, [H.limitRequests, H.remainingRequests, H.resetRequests])
     }
     if (limits.tpm !== null) {
-      const remaining = Math.max(0, limits.tpm - w.tokens.used(now))
-      const reset = w.tokens.resetIn(now)
-      out[H.limitTokens] = String(limits.tpm)
-      out[H.remainingTokens] = String(remaining)
-      out[H.resetTokens] = formatReset(reset)
-      policy.push(`"tokens";q=${limits.tpm};w=60`)
-      state.push(`"tokens";r=${remaining};t=${Math.ceil(reset / 1000)}`)
+      add('tokens', limits.tpm, Math.max(0, limits.tpm - w.tokens.used(now)), w.tokens.resetIn(now), 60, [H.limitTokens, H.remainingTokens, H.resetTokens])
     }
     if (limits.dailyTokens !== null) {
       const s = this.ledger.state(keyId, now)
       const remaining = Math.max(0, limits.dailyTokens - s.spent - s.reserved)
+      add('daily-tokens', limits.dailyTokens, remaining, s.resetAt - now, 86_400)
       out[H.budgetLimit] = String(limits.dailyTokens)
       out[H.budgetRemaining] = String(remaining)
       out[H.budgetReset] = new Date(s.resetAt).toISOString()
-      policy.push(`"daily-tokens";q=${limits.dailyTokens};w=86400`)
-      state.push(`"daily-tokens";r=${remaining};t=${Math.ceil((s.resetAt - now) / 1000)}`)
     }
     if (policy.length > 0) {
       out[H.rateLimitPolicy] = policy.join(', ')
