@@ -1,6 +1,13 @@
 import { csvCell } from './csv.js'
 import type { RequestRow } from './types.js'
 
+/**
+ * csv-stringify options for every CSV the gateway writes: RFC 4180 (CRLF rows) and quotes
+ * around any field holding a bare CR or LF, which csv-stringify would otherwise leave bare
+ * under a CRLF delimiter (and spreadsheets would split the row there).
+ */
+export const CSV_FORMAT = { record_delimiter: 'windows', quoted_match: /[\r\n]/ } as const
+
 /** Columns of the CSV request log and of `gateway logs export`, in order. */
 export const LOG_COLUMNS = [
   'timestamp',

@@ -1,7 +1,7 @@
 import { stringify } from 'csv-stringify/sync'
 import { closeSync, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs'
 import { dirname, extname } from 'node:path'
-import { LOG_COLUMNS, toCsvRecord } from '../core/log-columns.js'
+import { CSV_FORMAT, LOG_COLUMNS, toCsvRecord } from '../core/log-columns.js'
 import type { RowSink } from '../core/request-log.js'
 import type { RequestRow } from '../core/types.js'
 
@@ -31,7 +31,7 @@ export class CsvLog implements RowSink {
       let end = start + 1
       while (end < rows.length && rows[end].timestamp.slice(0, 10) === day) end++
       const fd = this.fileFor(day)
-      writeSync(fd, stringify(rows.slice(start, end).map(toCsvRecord), { record_delimiter: 'windows' }))
+      writeSync(fd, stringify(rows.slice(start, end).map(toCsvRecord), CSV_FORMAT))
       start = end
     }
   }
@@ -45,7 +45,7 @@ export class CsvLog implements RowSink {
     if (this.fd !== null && day === this.day) return this.fd
     this.close()
     const fd = openSync(csvPathFor(this.base, day), 'a', 0o600)
-    if (fstatSync(fd).size === 0) writeSync(fd, stringify([[...LOG_COLUMNS]], { record_delimiter: 'windows' }))
+    if (fstatSync(fd).size === 0) writeSync(fd, stringify([[...LOG_COLUMNS]], CSV_FORMAT))
     this.fd = fd
     this.day = day
     return fd

@@ -1,13 +1,11 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { runJson } from '../support/cli.js'
+import { BIN, cliEnv, runJson } from '../support/cli.js'
 import { tempDir } from '../support/gateway.js'
 import { startMockUpstream, type MockUpstream } from '../support/mock-upstream.js'
 
-const BIN = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
 let upstream: MockUpstream
 
 beforeAll(async () => {
@@ -21,7 +19,7 @@ it('SIGTERM: stops accepting, lets the request in flight finish and log, exits 0
   const db = join(tempDir(), 'gateway.db')
   const { json: created } = await runJson<{ key: string }>(['keys', 'create', '--name', 'late', '--rpm', 'off', '--db', db])
   const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--db', db, '--json'], {
-    env: { ...process.env, OPENAI_API_KEY: 'sk-shutdown-test', OPENAI_BASE_URL: upstream.url },
+    env: cliEnv({ OPENAI_API_KEY: 'sk-shutdown-test', OPENAI_BASE_URL: upstream.url }),
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let out = ''

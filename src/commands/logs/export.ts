@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises'
 import { BaseCommand } from '../../cli/base-command.js'
 import { parseTime } from '../../cli/durations.js'
 import { KeyManager } from '../../core/keys.js'
-import { LOG_COLUMNS, toCsvRecord, toJsonRecord } from '../../core/log-columns.js'
+import { CSV_FORMAT, LOG_COLUMNS, toCsvRecord, toJsonRecord } from '../../core/log-columns.js'
 import type { RequestFilter } from '../../storage/store.js'
 
 export default class LogsExport extends BaseCommand<typeof LogsExport> {
@@ -39,7 +39,7 @@ export default class LogsExport extends BaseCommand<typeof LogsExport> {
     const rows = this.store.iterateRequests(filter)
     const encode =
       f.format === 'csv'
-        ? stringify({ header: true, columns: [...LOG_COLUMNS], bom: f.bom, record_delimiter: 'windows' })
+        ? stringify({ ...CSV_FORMAT, header: true, columns: [...LOG_COLUMNS], bom: f.bom })
         : new Transform({ objectMode: true, transform: (record, _enc, done) => done(null, `${JSON.stringify(record)}\n`) })
     const toRecord = f.format === 'csv' ? toCsvRecord : toJsonRecord
     const source = Readable.from(

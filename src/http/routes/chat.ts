@@ -9,6 +9,7 @@ import { queueTimeoutOf } from './queue-timeout.js'
 /** The seed's contract: `{message, max_tokens}` → `{response, tokens_used, latency_ms}`. */
 export function chatRoutes({ gateway, options }: AppServices, model: string): Hono<AppEnv> {
   return new Hono<AppEnv>().post('/chat', async (c) => {
+    c.var.record.model = model // refusals are logged with it too
     const { json } = await readJson(c, options.bodyLimit)
     const key = c.var.key
     const record = c.var.record

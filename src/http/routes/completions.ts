@@ -27,6 +27,8 @@ export function completionRoutes({ gateway, options }: AppServices): Hono<AppEnv
   return new Hono<AppEnv>().post('/v1/chat/completions', async (c) => {
     const { json, raw } = await readJson(c, options.bodyLimit)
     const key = c.var.key
+    const model = (json as { model?: unknown } | null)?.model
+    if (typeof model === 'string') c.var.record.model = model.slice(0, 256) // refusals are logged with it too
     const prepared = prepareCompletion(json, raw, key, gateway.limitsOf(key))
     const queueTimeoutMs = queueTimeoutOf(c.req.header(H.queueTimeout))
     if (prepared.stream) {

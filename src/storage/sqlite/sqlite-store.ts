@@ -260,8 +260,8 @@ export class SqliteStore implements Store {
         for (const row of rows) {
           const params = { ...row, estimated: row.estimated ? 1 : 0, streamed: row.streamed ? 1 : 0 }
           this.insertRow(params)
-          // Daily usage counts model calls (refused ones included), not /usage or /v1/models reads.
-          if (row.keyId !== null && row.model !== null) this.upsertUsage(params)
+          // Daily usage is the log summed per key and day: every request made with the key.
+          if (row.keyId !== null) this.upsertUsage(params)
         }
       },
       { behavior: 'immediate' },
