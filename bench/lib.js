@@ -15,13 +15,13 @@ export function clockTicks() {
   return clkTck
 }
 
-/** utime + stime of a process, in clock ticks; null when it is gone. */
+/** utime and stime of a process, in clock ticks; null when it is gone. */
 export function cpuTicks(pid) {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
     // fields[0] is field 3 (state); utime is field 14, stime field 15.
-    return Number(fields[11]) + Number(fields[12])
+    return { user: Number(fields[11]), system: Number(fields[12]) }
   } catch {
     return null
   }

@@ -24,15 +24,19 @@ export function moduleOf(url) {
   return url.replace(/^file:\/\//, '')
 }
 
-export function summarise(profile, top = 25) {
+/** `window`: only samples taken within [fromUs, toUs] of the monotonic clock (process.hrtime). */
+export function summarise(profile, top = 25, window = null) {
   const nodes = new Map(profile.nodes.map((n) => [n.id, n]))
   const parent = new Map()
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id)
   // Self time per node from the samples and their time deltas (µs).
   const selfUs = new Map()
   let totalUs = 0
+  let at = profile.startTime
   for (let i = 0; i < profile.samples.length; i++) {
     const dt = profile.timeDeltas[i] ?? 0
+    at += dt
+    if (window && (at < window.fromUs || at > window.toUs)) continue
     const id = profile.samples[i]
     selfUs.set(id, (selfUs.get(id) ?? 0) + dt)
     totalUs += dt
@@ -42,6 +46,7 @@ export function summarise(profile, top = 25) {
   const byFunction = new Map()
   const byModule = new Map()
   const inclusive = new Map()
+  const moduleInclusive = new Map()
   for (const [id, us] of selfUs) {
     const cf = nodes.get(id).callFrame
     if (cf.functionName === '(idle)') continue
@@ -49,7 +54,10 @@ export function summarise(profile, top = 25) {
     const fn = `${cf.functionName || '(anonymous)'} ${mod}${cf.url ? `:${cf.lineNumber + 1}` : ''}`
     byFunction.set(fn, (byFunction.get(fn) ?? 0) + us)
     byModule.set(mod, (byModule.get(mod) ?? 0) + us)
-    // Inclusive time: count each distinct function once per stack.
+    // Inclusive time: count each distinct function (and module) once per stack.
+    const mods = new Set()
+    for (let cur = id; cur !== undefined; cur = parent.get(cur)) mods.add(moduleOf(nodes.get(cur).callFrame.url))
+    for (const m of mods) moduleInclusive.set(m, (moduleInclusive.get(m) ?? 0) + us)
     const seen = new Set()
     for (let cur = id; cur !== undefined; cur = parent.get(cur)) {
       const f = nodes.get(cur).callFrame
@@ -66,11 +74,13 @@ export function summarise(profile, top = 25) {
       .slice(0, top)
       .map(([name, us]) => ({ name, ms: Math.round(us / 1000), pctBusy: Math.round((1000 * us) / busyUs) / 10 }))
   return {
+    window: window ? { fromUs: window.fromUs, toUs: window.toUs } : null,
     wallMs: Math.round(totalUs / 1000),
     busyMs: Math.round(busyUs / 1000),
     idlePct: Math.round((1000 * idleUs) / totalUs) / 10,
     selfByModule: rank(byModule),
     selfByFunction: rank(byFunction),
+    inclusiveByModule: rank(moduleInclusive, (k) => k !== '(native/V8)'),
     inclusiveGateway: rank(inclusive, (k) => k.includes(' gateway dist/')),
     inclusiveAll: rank(inclusive, (k) => !k.startsWith('(root)') && !k.startsWith('(program)')),
   }
@@ -79,9 +89,10 @@ export function summarise(profile, top = 25) {
 export function formatSummary(s) {
   const block = (title, rows) => [title, ...rows.map((r) => `  ${String(r.pctBusy).padStart(5)}%  ${String(r.ms).padStart(6)} ms  ${r.name}`)].join('\n')
   return [
-    `profile: ${s.wallMs} ms sampled, ${s.busyMs} ms busy (${s.idlePct}% idle); percentages are of busy time`,
+    `profile: ${s.wallMs} ms sampled${s.window ? ' (measured loads only)' : ''}, ${s.busyMs} ms busy (${s.idlePct}% idle); percentages are of busy time`,
     block('self time by module:', s.selfByModule),
     block('self time by function:', s.selfByFunction),
+    block('inclusive time by module (synchronous stacks only; a module counted once per sample):', s.inclusiveByModule),
     block('inclusive time, gateway functions:', s.inclusiveGateway),
     block('inclusive time, all functions:', s.inclusiveAll),
   ].join('\n\n')
