@@ -111,6 +111,7 @@ describe('API keys', () => {
       const res = await chat({ message: 'hi' }, k)
       expect(res.status).toBe(401)
       expect(res.headers.get('www-authenticate')).toContain('Bearer')
+      expect(res.headers.get('x-request-id')).toMatch(/^req_/)
       const json = (await res.json()) as { error: { type: string; code: string } }
       expect(json.error).toMatchObject({ type: 'authentication_error', code: 'invalid_api_key' })
     }

@@ -27,8 +27,10 @@ export function requestContext(services: AppServices): MiddlewareHandler<AppEnv>
     const userAgent = c.req.header(H.userAgent)?.slice(0, 512) ?? null
     const record = gateway.newRecord(requestId, clientIp(c, options.trustProxy), c.req.method, c.req.path.slice(0, 256), userAgent)
     c.set('record', record)
+    // Set before the response exists (c.json and onError take it from here; routes that
+    // build a Response add it themselves): changing headers afterwards costs a slow path.
+    c.header(H.requestId, requestId)
     await next()
-    c.res.headers.set(H.requestId, requestId)
     if (record.deferred) return
     await gateway.log(record, c.res.status)
   }

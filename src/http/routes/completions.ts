@@ -33,10 +33,10 @@ export function completionRoutes({ gateway, options }: AppServices): Hono<AppEnv
     const queueTimeoutMs = queueTimeoutOf(c.req.header(H.queueTimeout))
     if (prepared.stream) {
       const result = await gateway.stream(c.var.record, key, prepared, c.req.raw.signal, queueTimeoutMs)
-      return new Response(toReadable(result.body), { status: 200, headers: { ...SSE_HEADERS, ...result.headers } })
+      return new Response(toReadable(result.body), { status: 200, headers: { ...SSE_HEADERS, ...result.headers, [H.requestId]: c.var.record.requestId } })
     }
     const result = await gateway.complete(c.var.record, key, prepared, c.req.raw.signal, queueTimeoutMs)
-    const headers: Record<string, string> = { 'content-type': 'application/json', ...result.headers }
+    const headers: Record<string, string> = { 'content-type': 'application/json', ...result.headers, [H.requestId]: c.var.record.requestId }
     if (c.var.record.usage.estimated) headers[H.tokensEstimated] = 'true'
     return new Response(result.bytes, { status: 200, headers })
   })

@@ -112,6 +112,8 @@ export class SqliteStore implements Store {
   private readonly opened: OpenedDatabase
   private readonly insertRow: (values: Record<string, unknown>) => unknown
   private readonly upsertUsage: (values: Record<string, unknown>) => unknown
+  /** better-sqlite3's own transaction function, built once: the group commit runs it per batch. */
+  private readonly appendBatch: ReturnType<OpenedDatabase['sqlite']['transaction']>
 
   constructor(opened: OpenedDatabase) {
     this.opened = opened
@@ -170,6 +172,14 @@ export class SqliteStore implements Store {
         },
       }),
     )
+    this.appendBatch = opened.sqlite.transaction((rows: RequestRow[]) => {
+      for (const row of rows) {
+        const params = { ...row, estimated: row.estimated ? 1 : 0, streamed: row.streamed ? 1 : 0 }
+        this.insertRow(params)
+        // Daily usage is the log summed per key and day: every request made with the key.
+        if (row.keyId !== null) this.upsertUsage(params)
+      }
+    })
   }
 
   static open(path: string): SqliteStore {
@@ -255,17 +265,7 @@ export class SqliteStore implements Store {
   }
 
   appendRequests(rows: RequestRow[]): void {
-    this.db.transaction(
-      () => {
-        for (const row of rows) {
-          const params = { ...row, estimated: row.estimated ? 1 : 0, streamed: row.streamed ? 1 : 0 }
-          this.insertRow(params)
-          // Daily usage is the log summed per key and day: every request made with the key.
-          if (row.keyId !== null) this.upsertUsage(params)
-        }
-      },
-      { behavior: 'immediate' },
-    )
+    this.appendBatch.immediate(rows)
   }
 
   dailyUsage(day: string): DailyUsage[] {
