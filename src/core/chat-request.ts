@@ -128,6 +128,7 @@ export function prepareCompletion(json: unknown, raw: Uint8Array, key: ApiKey, l
 /** The seed's `POST /chat` body: `{message, max_tokens = 500}`. */
 export function prepareSeedChat(json: unknown, key: ApiKey, limits: Limits, model: string): PreparedChat & { message: string } {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) throw badRequest('The request body must be a JSON object')
+  checkDepth(json)
   const body = json as Record<string, unknown>
   if (body.message === undefined) throw badRequest('message is required', 'message')
   if (typeof body.message !== 'string') throw badRequest('message must be a string', 'message')

@@ -62,8 +62,11 @@ export function notFound(message = 'Not found'): GatewayError {
   return new GatewayError(404, 'not_found_error', 'not_found', message)
 }
 
+/** The rest of the body is not read, so the connection closes after the answer. */
 export function payloadTooLarge(limit: number): GatewayError {
-  return new GatewayError(413, 'invalid_request_error', 'body_too_large', `Request body too large (max ${limit} bytes)`)
+  return new GatewayError(413, 'invalid_request_error', 'body_too_large', `Request body too large (max ${limit} bytes)`, {
+    headers: { connection: 'close' },
+  })
 }
 
 /** 429 with both Retry-After (whole seconds, rounded up) and retry-after-ms. */

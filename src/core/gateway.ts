@@ -259,8 +259,11 @@ export class Gateway {
         throw upstreamError(502, 'The upstream sent a malformed stream event', 'upstream_malformed')
       }
       if (chunk.error) {
+        // Never relayed verbatim: the upstream wrote it and may have put a credential in it.
         record.errorCode = 'upstream_stream_error'
-        return event
+        const said = (chunk.error as { message?: unknown }).message
+        const relayed = upstreamError(502, `The upstream reported an error mid-stream${typeof said === 'string' ? `: ${this.deps.upstream.scrub(said)}` : ''}`, 'upstream_stream_error')
+        return `data: ${JSON.stringify(relayed.toJSON())}\n\n`
       }
       const reported = usageOf(chunk.usage)
       if (reported) usage = reported

@@ -1,14 +1,26 @@
+import { upstreamError } from './errors.js'
+
+/** No chat completion chunk comes near this; an event that does is an upstream gone wrong. */
+export const MAX_EVENT_CHARS = 1 << 20
+
 /**
  * Incremental SSE framing: bytes in, whole events out (as text, with their terminator), so a
- * multibyte character or an event split across network chunks is reassembled first.
+ * multibyte character or an event split across network chunks is reassembled first. Only
+ * the new text is scanned, and an event may not grow past MAX_EVENT_CHARS.
  */
 export class SseSplitter {
   private readonly decoder = new TextDecoder()
   private buffer = ''
 
   push(chunk: Uint8Array): string[] {
+    // A terminator may straddle the old end: rescan its last three characters.
+    const from = Math.max(0, this.buffer.length - 3)
     this.buffer += this.decoder.decode(chunk, { stream: true })
-    return this.take()
+    const events = this.take(from)
+    if (this.buffer.length > MAX_EVENT_CHARS) {
+      throw upstreamError(502, `The upstream sent a stream event over ${MAX_EVENT_CHARS} characters`, 'upstream_malformed')
+    }
+    return events
   }
 
   /** What is left when the stream ends (an unterminated last event). */
@@ -19,12 +31,12 @@ export class SseSplitter {
     return rest
   }
 
-  private take(): string[] {
+  private take(from: number): string[] {
     const events: string[] = []
     let start = 0
-    for (;;) {
-      const lf = this.buffer.indexOf('\n\n', start)
-      const crlf = this.buffer.indexOf('\r\n\r\n', start)
+    for (let scan = from; ; scan = start) {
+      const lf = this.buffer.indexOf('\n\n', scan)
+      const crlf = this.buffer.indexOf('\r\n\r\n', scan)
       let end: number
       if (lf < 0 && crlf < 0) break
       if (crlf >= 0 && (lf < 0 || crlf < lf)) end = crlf + 4

@@ -39,7 +39,31 @@ const encoding = GptEncoding.getEncodingApi('o200k_base', loadRanks)
  * other model families differ a little, which the reservation margin absorbs.
  */
 export function countTextTokens(text: string): number {
-  return text.length === 0 ? 0 : encoding.countTokens(text)
+  if (text.length <= PIECE) return text.length === 0 ? 0 : encoding.countTokens(text)
+  let total = 0
+  for (let start = 0; start < text.length; ) {
+    total += encoding.countTokens(text.slice(start, (start = pieceEnd(text, start))))
+  }
+  return total
+}
+
+/**
+ * BPE cost grows with the square of an unbroken run (a 200,000-character word took 31 s and
+ * blocked the event loop), so long text is counted in pieces. A piece ends just before a
+ * space where one is near, which is where o200k's pre-tokenizer splits anyway (a space
+ * belongs to the word after it), so ordinary text counts exactly; only a run with no space
+ * for half a piece is cut mid-run, which may shift its count by a token.
+ */
+const PIECE = 1_000
+
+function pieceEnd(text: string, start: number): number {
+  let end = start + PIECE
+  if (end >= text.length) return text.length
+  const space = text.lastIndexOf(' ', end)
+  if (space > start + PIECE / 2) return space
+  const code = text.charCodeAt(end - 1)
+  if (code >= 0xd800 && code <= 0xdbff) end-- // never split a surrogate pair
+  return end
 }
 
 /** Per-message framing tokens in OpenAI's chat format, and the reply's priming tokens. */

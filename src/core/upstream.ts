@@ -13,4 +13,6 @@ export interface Upstream {
   stream(body: Uint8Array, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>>
   /** Model ids the upstream offers. */
   models(signal?: AbortSignal): Promise<string[]>
+  /** An upstream-written text made safe to show a client: no credential, no control character. */
+  scrub(text: string): string
 }

@@ -19,9 +19,10 @@ export async function readBody(c: Context<AppEnv>, limit: number): Promise<Buffe
   }
   if (incoming && !incoming.readableDidRead) {
     try {
-      for await (const chunk of incoming) take(chunk as Buffer)
+      // Not destroyed on an early exit: the socket must live to carry the 413.
+      for await (const chunk of incoming.iterator({ destroyOnReturn: false })) take(chunk as Buffer)
     } catch (err) {
-      incoming.resume() // drain the rest without keeping it
+      incoming.resume() // discard the rest unread; the 413 closes the connection after it
       throw err
     }
   } else if (c.req.raw.body) {

@@ -38,6 +38,7 @@ export class OpenAIUpstream implements Upstream {
       baseURL: options.baseURL,
       maxRetries: 0, // the gateway decides about retries, never the SDK behind its back
       timeout: options.firstByteTimeoutMs,
+      logLevel: 'off', // even with OPENAI_LOG=debug: its debug lines carry upstream bodies and headers
       fetch: transport.fetch,
     })
     this.isMock = options.isMock ?? false
@@ -126,7 +127,7 @@ export class OpenAIUpstream implements Upstream {
       if (status >= 300 && status < 400) return upstreamError(502, `The upstream answered with a redirect (${status}), which the gateway does not follow`, 'upstream_redirect')
       if (status === 400 || status === 404 || status === 409 || status === 422) {
         const code = err.code ? this.scrub(String(err.code)).slice(0, 64) : 'upstream_invalid_request'
-        return new GatewayError(status, 'invalid_request_error', code, `The upstream rejected the request: ${message}`, { param: err.param ? String(err.param).slice(0, 64) : null })
+        return new GatewayError(status, 'invalid_request_error', code, `The upstream rejected the request: ${message}`, { param: err.param ? this.scrub(String(err.param)).slice(0, 64) : null })
       }
       return upstreamError(502, `The upstream failed (status ${status})`, 'upstream_error')
     }
@@ -136,7 +137,7 @@ export class OpenAIUpstream implements Upstream {
   }
 
   /** Removes credentials, key-like strings and control characters from an upstream message. */
-  private scrub(text: string): string {
+  scrub(text: string): string {
     let out = text
     for (const s of this.secrets) out = out.split(s).join('[redacted]')
     return out

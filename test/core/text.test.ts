@@ -39,6 +39,14 @@ describe('SSE framing', () => {
     expect(out.map(eventData)).toEqual(['{"x":"é"}', null, '[DONE]'])
     expect(s.end()).toBe('')
   })
+
+  it('refuses an event that never ends instead of buffering it without bound', () => {
+    const s = new SseSplitter()
+    const piece = Buffer.alloc(64 * 1024, 0x61)
+    expect(() => {
+      for (let i = 0; i < 32; i++) s.push(piece)
+    }).toThrow(/over 1048576 characters/)
+  })
 })
 
 describe('durations and times', () => {

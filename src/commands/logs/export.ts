@@ -7,7 +7,14 @@ import { BaseCommand } from '../../cli/base-command.js'
 import { parseTime } from '../../cli/durations.js'
 import { KeyManager } from '../../core/keys.js'
 import { CSV_FORMAT, LOG_COLUMNS, toCsvRecord, toJsonRecord } from '../../core/log-columns.js'
+import { escapeControl } from '../../cli/table.js'
+import type { RequestRow } from '../../core/types.js'
 import type { RequestFilter } from '../../storage/store.js'
+
+/** JSON escapes C0 controls itself; C1 controls (CSI, NEL…) get \\u escapes too: still the same JSON value. */
+function jsonLine(record: unknown): string {
+  return JSON.stringify(record).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+}
 
 export default class LogsExport extends BaseCommand<typeof LogsExport> {
   static override summary = 'Export the request log as CSV (default) or JSON lines, streamed with constant memory'
@@ -23,6 +30,11 @@ export default class LogsExport extends BaseCommand<typeof LogsExport> {
     format: Flags.string({ description: 'output format', options: ['csv', 'jsonl'], default: 'csv' }),
     output: Flags.string({ char: 'o', description: 'write to this file (created 0600) instead of stdout' }),
     bom: Flags.boolean({ description: 'start CSV with a UTF-8 byte order mark so spreadsheets detect UTF-8', default: true, allowNo: true }),
+    escape: Flags.string({
+      description: 'show control characters as \\xNN instead of writing them; auto: when the output is a terminal',
+      options: ['auto', 'always', 'never'],
+      default: 'auto',
+    }),
   }
 
   async run() {
@@ -40,8 +52,14 @@ export default class LogsExport extends BaseCommand<typeof LogsExport> {
     const encode =
       f.format === 'csv'
         ? stringify({ ...CSV_FORMAT, header: true, columns: [...LOG_COLUMNS], bom: f.bom })
-        : new Transform({ objectMode: true, transform: (record, _enc, done) => done(null, `${JSON.stringify(record)}\n`) })
-    const toRecord = f.format === 'csv' ? toCsvRecord : toJsonRecord
+        : new Transform({ objectMode: true, transform: (record, _enc, done) => done(null, `${jsonLine(record)}\n`) })
+    // A file or pipe gets the data as stored (quoted CSV keeps newlines in a name); a terminal
+    // must not receive the escape sequences a hostile User-Agent or key name may carry.
+    const escape = f.escape === 'always' || (f.escape === 'auto' && !f.output && process.stdout.isTTY === true)
+    const toRecord =
+      f.format === 'csv'
+        ? (row: RequestRow) => (escape ? toCsvRecord(row).map((c) => (typeof c === 'string' ? escapeControl(c) : c)) : toCsvRecord(row))
+        : toJsonRecord
     const source = Readable.from(
       (function* records() {
         for (const row of rows) {
@@ -52,7 +70,8 @@ export default class LogsExport extends BaseCommand<typeof LogsExport> {
     )
     const progress = f.output ? setInterval(() => this.progress(written, total), 500) : null
     try {
-      await pipeline(source, encode, f.output ? createWriteStream(f.output, { mode: 0o600 }) : process.stdout)
+      if (f.output) await pipeline(source, encode, createWriteStream(f.output, { mode: 0o600 }))
+      else await pipeline(source, encode, process.stdout, { end: false }) // stdout stays open for oclif
     } finally {
       if (progress) clearInterval(progress)
     }
