@@ -5,6 +5,7 @@
 //   node bench/bare-proxy.js --upstream http://127.0.0.1:PORT [--port 0] [--max-lifetime SECONDS]
 import http from 'node:http'
 import { parseArgs } from 'node:util'
+import { serveUntilStopped } from './lib.js'
 
 const { values } = parseArgs({
   options: {
@@ -41,24 +42,4 @@ const server = http.createServer((req, res) => {
   })
   req.pipe(up)
 })
-server.keepAliveTimeout = 120_000
-server.headersTimeout = 125_000
-server.requestTimeout = 0
-server.maxRequestsPerSocket = 0
-
-server.listen(Number(values.port), '127.0.0.1', () => {
-  process.stdout.write(`${JSON.stringify({ port: server.address().port, pid: process.pid })}\n`)
-})
-
-const stop = () => {
-  server.close()
-  server.closeAllConnections()
-  agent.destroy()
-  process.exit(0)
-}
-process.stdin.on('end', stop)
-process.stdin.on('error', stop)
-process.stdin.resume()
-process.on('SIGTERM', stop)
-process.on('SIGINT', stop)
-setTimeout(stop, Number(values['max-lifetime']) * 1000).unref()
+serveUntilStopped(server, Number(values.port), Number(values['max-lifetime']), () => agent.destroy())

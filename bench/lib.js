@@ -102,3 +102,29 @@ export function table(header, rows) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+/**
+ * Serves a bench helper server on 127.0.0.1 until its parent goes (stdin closes), a signal
+ * comes or its lifetime runs out; prints {"port","pid"} when listening.
+ */
+export function serveUntilStopped(server, port, lifetimeS, onStop = () => {}) {
+  server.keepAliveTimeout = 120_000
+  server.headersTimeout = 125_000
+  server.requestTimeout = 0
+  server.maxRequestsPerSocket = 0
+  server.listen(port, '127.0.0.1', () => {
+    process.stdout.write(`${JSON.stringify({ port: server.address().port, pid: process.pid })}\n`)
+  })
+  const stop = () => {
+    server.close()
+    server.closeAllConnections()
+    onStop()
+    process.exit(0)
+  }
+  process.stdin.on('end', stop)
+  process.stdin.on('error', stop)
+  process.stdin.resume()
+  process.on('SIGTERM', stop)
+  process.on('SIGINT', stop)
+  setTimeout(stop, lifetimeS * 1000).unref()
+}

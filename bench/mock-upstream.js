@@ -8,6 +8,7 @@
 // It exits when its stdin closes (the benchmark went away) or after --max-lifetime seconds.
 import http from 'node:http'
 import { parseArgs } from 'node:util'
+import { serveUntilStopped } from './lib.js'
 
 const { values } = parseArgs({
   options: { port: { type: 'string', default: '0' }, 'max-lifetime': { type: 'string', default: '3600' } },
@@ -79,24 +80,5 @@ const server = http.createServer((req, res) => {
     res.end(events[events.length - 1])
   })
 })
-server.keepAliveTimeout = 120_000
-server.headersTimeout = 125_000
-server.requestTimeout = 0
-server.maxRequestsPerSocket = 0
-
-server.listen(Number(values.port), '127.0.0.1', () => {
-  process.stdout.write(`${JSON.stringify({ port: server.address().port, pid: process.pid })}\n`)
-})
-
-const stop = () => {
-  server.close()
-  server.closeAllConnections()
-  process.exit(0)
-}
-process.stdin.on('end', stop)
-process.stdin.on('error', stop)
-process.stdin.resume()
-process.on('SIGTERM', stop)
-process.on('SIGINT', stop)
-setTimeout(stop, Number(values['max-lifetime']) * 1000).unref()
+serveUntilStopped(server, Number(values.port), Number(values['max-lifetime']))
 process.on('exit', () => process.stderr.write(`mock-upstream: served ${served} completions\n`))

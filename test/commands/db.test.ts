@@ -7,10 +7,6 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { cliEnv, runCli, runJson } from '../support/cli.js'
 import { tempDir } from '../support/gateway.js'
 
-/**
- * The binary as shipped (dist/). Vitest sets NODE_ENV=test, under which oclif would run
- * src/*.ts through tsx instead: slower, more memory, and not what an operator runs.
- */
 
 vi.setConfig({ testTimeout: 240_000, hookTimeout: 60_000 })
 

@@ -4,11 +4,8 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { cliEnv, runCli, runJson, type CliResult } from '../support/cli.js'
 import { settle, startGateway, tempDir, type TestGateway } from '../support/gateway.js'
+import { runAll } from '../support/log-rows.js'
 
-/**
- * The binary as shipped (dist/). Vitest sets NODE_ENV=test, under which oclif would run
- * src/*.ts through tsx instead: slower, more memory, and not what an operator runs.
- */
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
 const SECRET = /^gw-[A-Za-z0-9_-]{43}$/
@@ -22,17 +19,6 @@ const secrets: string[] = []
 vi.setConfig({ testTimeout: 240_000, hookTimeout: 60_000 })
 
 /** Runs CLI processes two at a time (two cores), in order of the list. */
-async function both<T>(tasks: (() => Promise<T>)[], width = 2): Promise<T[]> {
-  const out: T[] = new Array(tasks.length)
-  let next = 0
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < tasks.length) {
-      const i = next++
-      out[i] = await tasks[i]()
-    }
-  }))
-  return out
-}
 
 const cli = (args: string[]) => runCli([...args, '--db', db])
 const json = <T = any>(args: string[]) => runJson<T>([...args, '--db', db])
@@ -118,7 +104,7 @@ describe('keys create', () => {
   })
 
   it('exits 4 when the name exists, with a JSON error under --json', async () => {
-    const [human, machine] = await both<any>([() => cli(['keys', 'create', '--name', 'alice']), () => json(['keys', 'create', '--name', 'alice'])])
+    const [human, machine] = await runAll<any>([() => cli(['keys', 'create', '--name', 'alice']), () => json(['keys', 'create', '--name', 'alice'])])
     expect(human.code).toBe(4)
     expect(human.stderr).toMatch(/exists/)
     expect(machine.code).toBe(4)
@@ -137,7 +123,7 @@ describe('keys create', () => {
       ['keys', 'create', '--name', 'x4', '--on-budget-short', 'maybe'],
       ['keys', 'create', '--name', 'x5', '--no-such-flag'],
     ]
-    const results = await both(cases.map((c) => () => cli(c)))
+    const results = await runAll(cases.map((c) => () => cli(c)))
     results.forEach((r, i) => expect([cases[i].join(' '), r.code]).toEqual([cases[i].join(' '), 2]))
     const names = ((await json<{ name: string }[]>(['keys', 'list'])).json).map((k) => k.name)
     for (const n of ['x1', 'x2', 'x3', 'x4', 'x5', 'key_reserved']) expect(names).not.toContain(n)
@@ -170,7 +156,7 @@ describe('keys list and show', () => {
 
   it('list on an empty database says so; --json gives []', async () => {
     const empty = join(dir, 'empty.db')
-    const [human, machine] = await both<any>([() => runCli(['keys', 'list', '--db', empty]), () => runJson(['keys', 'list', '--db', empty])])
+    const [human, machine] = await runAll<any>([() => runCli(['keys', 'list', '--db', empty]), () => runJson(['keys', 'list', '--db', empty])])
     expect(human.code).toBe(0)
     expect(human.stdout).toMatch(/No keys yet/)
     expect(machine.json).toEqual([])
@@ -179,7 +165,7 @@ describe('keys list and show', () => {
   it('show by name or id; --json without a secret; exit 3 when there is no such key', async () => {
     const list = (await json<Created[]>(['keys', 'list'])).json
     const alice = list.find((k) => k.name === 'alice')!
-    const [byName, byId, human, missing, missingJson] = await both<any>([() => json(['keys', 'show', 'alice']), () => json(['keys', 'show', alice.id]), () => cli(['keys', 'show', 'alice']), () => cli(['keys', 'show', 'nobody']), () => json(['keys', 'show', 'nobody'])])
+    const [byName, byId, human, missing, missingJson] = await runAll<any>([() => json(['keys', 'show', 'alice']), () => json(['keys', 'show', alice.id]), () => cli(['keys', 'show', 'alice']), () => cli(['keys', 'show', 'nobody']), () => json(['keys', 'show', 'nobody'])])
     expect(byName.code).toBe(0)
     expect(byName.json).toEqual(byId.json)
     expect(byName.json).toMatchObject({ id: alice.id, name: 'alice', prefix: alice.prefix, prefixes: [alice.prefix], status: 'active', admin: false, revokedAt: null, models: null })
@@ -215,7 +201,7 @@ describe('keys revoke, rotate, update', () => {
     const again = await json(['keys', 'revoke', 'to-revoke'])
     expect(again.code).toBe(0)
     expect(again.json.revokedAt).toBe(r.json.revokedAt)
-    const [human, missing] = await both<any>([() => cli(['keys', 'show', 'to-revoke']), () => cli(['keys', 'revoke', 'nobody'])])
+    const [human, missing] = await runAll<any>([() => cli(['keys', 'show', 'to-revoke']), () => cli(['keys', 'revoke', 'nobody'])])
     expect(human.stdout).toMatch(/status:\s+revoked/)
     expect(missing.code).toBe(3)
   })
@@ -234,7 +220,7 @@ describe('keys revoke, rotate, update', () => {
     secrets.push(newest)
     const shown = await json(['keys', 'show', 'rotor'])
     expect(shown.json.prefixes).toEqual([newest.slice(0, 7), r.json.prefix]) // the 1 h grace keeps the previous one live
-    const [revoked, badGrace, missing] = await both<any>([() => json(['keys', 'rotate', 'to-revoke']), () => cli(['keys', 'rotate', 'rotor', '--grace', 'later']), () => cli(['keys', 'rotate', 'nobody'])])
+    const [revoked, badGrace, missing] = await runAll<any>([() => json(['keys', 'rotate', 'to-revoke']), () => cli(['keys', 'rotate', 'rotor', '--grace', 'later']), () => cli(['keys', 'rotate', 'nobody'])])
     expect(revoked.code).toBe(2)
     expect(revoked.json.error.message).toMatch(/revoked/)
     expect(badGrace.code).toBe(2)
@@ -250,7 +236,7 @@ describe('keys revoke, rotate, update', () => {
     expect(Date.parse(r.json.expiresAt) - Date.now()).toBeGreaterThan(59 * 60_000)
     const cleared = await json(['keys', 'update', 'upd', '--models', 'all', '--expires-in', 'never', '--rpm', 'off'])
     expect(cleared.json).toMatchObject({ models: null, expiresAt: null, limits: { rpm: null, tpm: 2000 } })
-    const [human, missing, bad] = await both<any>([() => cli(['keys', 'update', 'upd', '--concurrency', '3']), () => cli(['keys', 'update', 'nobody', '--rpm', '1']), () => cli(['keys', 'update', 'upd', '--tpm', '-1'])])
+    const [human, missing, bad] = await runAll<any>([() => cli(['keys', 'update', 'upd', '--concurrency', '3']), () => cli(['keys', 'update', 'nobody', '--rpm', '1']), () => cli(['keys', 'update', 'upd', '--tpm', '-1'])])
     expect(human.code).toBe(0)
     expect(human.stdout).toMatch(/limits:.*concurrency=3/)
     expect(missing.code).toBe(3)

@@ -4,29 +4,13 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { cliEnv, runCli, runJson } from '../support/cli.js'
 import { settle, startGateway, tempDir, type TestGateway } from '../support/gateway.js'
+import { runAll } from '../support/log-rows.js'
 
-/**
- * The binary as shipped (dist/). Vitest sets NODE_ENV=test, under which oclif would run
- * src/*.ts through tsx instead: slower, more memory, and not what an operator runs.
- */
 
 // Every CLI run is a fresh Node process (about a second of CPU): give a loaded machine time.
 vi.setConfig({ testTimeout: 240_000, hookTimeout: 60_000 })
 
 /** Runs CLI processes two at a time (two cores), results in order of the list. */
-async function both<T>(tasks: (() => Promise<T>)[], width = 2): Promise<T[]> {
-  const out: T[] = new Array(tasks.length)
-  let next = 0
-  await Promise.all(
-    Array.from({ length: width }, async () => {
-      while (next < tasks.length) {
-        const i = next++
-        out[i] = await tasks[i]()
-      }
-    }),
-  )
-  return out
-}
 
 let dir: string
 let db: string
@@ -73,7 +57,7 @@ describe('limits show', () => {
   })
 
   it('exits 3 for an unknown key', async () => {
-    const [human, machine] = await both<any>([() => cli(['limits', 'show', '--key', 'nobody']), () => json(['limits', 'show', '--key', 'nobody'])])
+    const [human, machine] = await runAll<any>([() => cli(['limits', 'show', '--key', 'nobody']), () => json(['limits', 'show', '--key', 'nobody'])])
     expect(human.code).toBe(3)
     expect(machine.code).toBe(3)
     expect(machine.json).toMatchObject({ error: { code: 'key_not_found' } })
@@ -85,7 +69,7 @@ describe('limits set', () => {
     const r = await json(['limits', 'set', '--default', '--rpm', '60', '--daily-tokens', '200000', '--ip-rpm', '500'])
     expect(r.code).toBe(0)
     expect(r.json).toEqual({ key: null, limits: { rpm: 60, dailyTokens: 200_000, ipRpm: 500 } })
-    const [defaults, alice] = await both<any>([() => json(['limits', 'show']), () => json(['limits', 'show', '--key', 'alice'])])
+    const [defaults, alice] = await runAll<any>([() => json(['limits', 'show']), () => json(['limits', 'show', '--key', 'alice'])])
     expect(defaults.json.limits).toMatchObject({ rpm: { value: 60, source: 'default' }, dailyTokens: { value: 200_000, source: 'default' }, ipRpm: { value: 500, source: 'default' }, tpm: { value: null, source: 'built-in' } })
     expect(alice.json.limits).toMatchObject({ rpm: { value: 60, source: 'default' }, dailyTokens: { value: 200_000, source: 'default' } })
     expect(alice.json.limits).not.toHaveProperty('ipRpm') // per-IP limits are server-wide, not a key's
@@ -95,7 +79,7 @@ describe('limits set', () => {
     const r = await json(['limits', 'set', '--key', 'alice', '--tpm', '2000', '--concurrency', '2', '--daily-tokens', 'off', '--on-budget-short', 'clamp'])
     expect(r.code).toBe(0)
     expect(r.json).toMatchObject({ key: { name: 'alice', id: expect.stringMatching(/^key_/) }, limits: { tpm: 2000, concurrency: 2, dailyTokens: null, onBudgetShort: 'clamp' } })
-    const [show, human, setHuman] = await both<any>([
+    const [show, human, setHuman] = await runAll<any>([
       () => json(['limits', 'show', '--key', 'alice']),
       () => cli(['limits', 'show', '--key', 'alice']),
       () => cli(['limits', 'set', '--key', 'alice', '--max-tokens', '300']),
@@ -127,7 +111,7 @@ describe('limits set', () => {
       [['limits', 'set', '--default', '--on-budget-short', 'maybe'], 2],
       [['limits', 'set', '--key', 'nobody', '--rpm', '5'], 3],
     ]
-    const results = await both(cases.map(([args]) => () => cli(args)))
+    const results = await runAll(cases.map(([args]) => () => cli(args)))
     results.forEach((r, i) => expect([cases[i][0].join(' '), r.code]).toEqual([cases[i][0].join(' '), cases[i][1]]))
     // Nothing changed.
     expect((await json(['limits', 'show'])).json.limits.rpm).toEqual({ value: 60, source: 'default' })

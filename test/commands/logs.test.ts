@@ -15,11 +15,8 @@ import type { RequestRow } from '../../src/core/types.js'
 import { SqliteStore } from '../../src/storage/sqlite/sqlite-store.js'
 import { cliEnv, runCli, runJson } from '../support/cli.js'
 import { tempDir } from '../support/gateway.js'
+import { CSV_COLUMNS, type LogRow, neutralised, runAll } from '../support/log-rows.js'
 
-/**
- * The binary as shipped (dist/). Vitest sets NODE_ENV=test, under which oclif would run
- * src/*.ts through tsx instead: slower, more memory, and not what an operator runs.
- */
 
 // Every CLI run is a fresh Node process (about a second of CPU): give a loaded machine time.
 vi.setConfig({ testTimeout: 300_000, hookTimeout: 120_000 })
@@ -28,19 +25,6 @@ const BIN = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
 const DAY = 86_400_000
 const utcDay = (ms: number) => new Date(ms).toISOString().slice(0, 10)
 
-async function both<T>(tasks: (() => Promise<T>)[], width = 2): Promise<T[]> {
-  const out: T[] = new Array(tasks.length)
-  let next = 0
-  await Promise.all(
-    Array.from({ length: width }, async () => {
-      while (next < tasks.length) {
-        const i = next++
-        out[i] = await tasks[i]()
-      }
-    }),
-  )
-  return out
-}
 
 /** Key names a spreadsheet must get right: RFC 4180 quoting, Unicode, and formula-like text. */
 const TRICKY = [
@@ -58,57 +42,7 @@ const TRICKY = [
   '\rcr first',
 ]
 
-interface LogRow {
-  id: number
-  timestamp: string
-  request_id: string
-  key_id: string | null
-  key_name: string | null
-  ip: string
-  method: string
-  route: string
-  model: string | null
-  status: number
-  error_code: string | null
-  prompt_tokens: number
-  completion_tokens: number
-  total_tokens: number
-  estimated: number
-  latency_ms: number
-  upstream_ms: number | null
-  queued_ms: number | null
-  streamed: number
-  user_agent: string | null
-  cost_micros: number | null
-}
 
-const neutralised = (s: string) => (/^[=+\-@\t\r]/.test(s) ? `'${s}` : s)
-const text = (v: string | null) => (v === null ? '' : neutralised(v))
-const num = (v: number | null) => (v === null ? '' : String(v))
-
-/** The CSV contract: column → its cell, from the SQLite row. */
-const CSV_COLUMNS: Record<string, (r: LogRow) => string> = {
-  timestamp: (r) => r.timestamp,
-  request_id: (r) => text(r.request_id),
-  key_id: (r) => text(r.key_id),
-  key_name: (r) => text(r.key_name),
-  ip: (r) => text(r.ip),
-  method: (r) => r.method,
-  route: (r) => text(r.route),
-  model: (r) => text(r.model),
-  status: (r) => String(r.status),
-  error_code: (r) => text(r.error_code),
-  prompt_tokens: (r) => String(r.prompt_tokens),
-  completion_tokens: (r) => String(r.completion_tokens),
-  total_tokens: (r) => String(r.total_tokens),
-  tokens_estimated: (r) => (r.estimated ? 'true' : 'false'),
-  latency_ms: (r) => String(r.latency_ms),
-  upstream_ms: (r) => num(r.upstream_ms),
-  queued_ms: (r) => num(r.queued_ms),
-  streamed: (r) => (r.streamed ? 'true' : 'false'),
-  user_agent: (r) => text(r.user_agent),
-  cost_usd: (r) => (r.cost_micros === null ? '' : String(r.cost_micros / 1e6)),
-}
 
 /** The JSON-lines contract: raw values, no spreadsheet quoting. */
 function jsonOf(r: LogRow): Record<string, unknown> {
@@ -266,7 +200,7 @@ describe('logs export: CSV', () => {
       [['--since', '1d'], sqliteRows(db, 'timestamp >= ?', new Date(Date.now() - DAY).toISOString())],
       [['--since', utcDay(Date.now() - 20 * DAY), '--until', until, '--key', 'plain'], sqliteRows(db, 'timestamp < ? and key_id = ?', until, keyIds.plain)],
     ]
-    const results = await both(cases.map(([flags]) => () => cli(['logs', 'export', ...flags])))
+    const results = await runAll(cases.map(([flags]) => () => cli(['logs', 'export', ...flags])))
     results.forEach((r, i) => {
       expect(r.code).toBe(0)
       expect(cases[i][1].length).toBeGreaterThan(0)
@@ -287,7 +221,7 @@ describe('logs export: JSON lines and files', () => {
   it('--output FILE: a 0600 file, a progress line on stderr, a summary (human or --json)', async () => {
     const file = join(dir, 'out', 'export.csv')
     const jsonFile = join(dir, 'export.jsonl')
-    const [human, machine] = await both<any>([
+    const [human, machine] = await runAll<any>([
       () => runCli(['logs', 'export', '--output', join(dir, 'export.csv'), '--db', db]),
       () => runJson(['logs', 'export', '--format', 'jsonl', '--status', '429', '--output', jsonFile, '--db', db]),
     ])
@@ -314,7 +248,7 @@ describe('logs export: JSON lines and files', () => {
       [['logs', 'export', '--status', '42'], 2],
       [['logs', 'export', '--since', 'the dawn of time'], 2],
     ]
-    const results = await both(cases.map(([args]) => () => cli(args)))
+    const results = await runAll(cases.map(([args]) => () => cli(args)))
     results.forEach((r, i) => expect([cases[i][0].join(' '), r.code]).toEqual([cases[i][0].join(' '), cases[i][1]]))
   })
 })
@@ -463,7 +397,7 @@ describe('logs prune', () => {
   })
 
   it('exits 2 without --older-than or with a bad duration', async () => {
-    const [missing, bad] = await both<any>([() => cli(['logs', 'prune']), () => json(['logs', 'prune', '--older-than', 'a while'])])
+    const [missing, bad] = await runAll<any>([() => cli(['logs', 'prune']), () => json(['logs', 'prune', '--older-than', 'a while'])])
     expect(missing.code).toBe(2)
     expect(bad.code).toBe(2)
     expect(bad.json.error.message).toMatch(/older-than/)

@@ -10,10 +10,6 @@ import { BIN, cliEnv, runCli, runJson, spawnServe as spawnServeChild, type Serve
 import { settle, tempDir } from '../support/gateway.js'
 import { startMockUpstream, type MockUpstream } from '../support/mock-upstream.js'
 
-/**
- * The binary as shipped (dist/). Vitest sets NODE_ENV=test, under which oclif would run
- * src/*.ts through tsx instead: slower, more memory, and not what an operator runs.
- */
 
 // `serve` children and CLI runs are fresh Node processes: give a loaded two-core machine time.
 vi.setConfig({ testTimeout: 240_000, hookTimeout: 60_000 })

@@ -10,28 +10,12 @@ import type { RequestRow } from '../../src/core/types.js'
 import { SqliteStore } from '../../src/storage/sqlite/sqlite-store.js'
 import { cliEnv, runCli, runJson } from '../support/cli.js'
 import { tempDir } from '../support/gateway.js'
+import { requestRow, runAll } from '../support/log-rows.js'
 
-/**
- * The binary as shipped (dist/). Vitest sets NODE_ENV=test, under which oclif would run
- * src/*.ts through tsx instead: slower, more memory, and not what an operator runs.
- */
 
 // Every CLI run is a fresh Node process (about a second of CPU): give a loaded machine time.
 vi.setConfig({ testTimeout: 240_000, hookTimeout: 60_000 })
 
-async function both<T>(tasks: (() => Promise<T>)[], width = 2): Promise<T[]> {
-  const out: T[] = new Array(tasks.length)
-  let next = 0
-  await Promise.all(
-    Array.from({ length: width }, async () => {
-      while (next < tasks.length) {
-        const i = next++
-        out[i] = await tasks[i]()
-      }
-    }),
-  )
-  return out
-}
 
 const DAY = 86_400_000
 const utcDay = (ms: number) => new Date(ms).toISOString().slice(0, 10)
@@ -46,32 +30,7 @@ const cli = (args: string[]) => runCli([...args, '--db', db])
 const json = <T = any>(args: string[]) => runJson<T>([...args, '--db', db])
 
 function row(over: Partial<RequestRow>): RequestRow {
-  const r: RequestRow = {
-    timestamp: new Date(now - 60_000).toISOString(),
-    requestId: `req_${rows.length}`,
-    keyId: null,
-    keyName: null,
-    ip: '127.0.0.1',
-    method: 'POST',
-    route: '/chat',
-    model: 'gpt-4o-mini',
-    status: 200,
-    errorCode: null,
-    promptTokens: 0,
-    completionTokens: 0,
-    totalTokens: 0,
-    estimated: false,
-    latencyMs: 10,
-    upstreamMs: 8,
-    queuedMs: 0,
-    streamed: false,
-    userAgent: 'test',
-    costMicros: null,
-    day: utcDay(now - 60_000),
-    requestBody: null,
-    responseBody: null,
-    ...over,
-  }
+  const r = requestRow({ timestamp: new Date(now - 60_000).toISOString(), requestId: `req_${rows.length}`, ...over })
   rows.push(r)
   return r
 }
@@ -160,7 +119,7 @@ describe('usage today', () => {
 
   it('on a day without requests says so; --timezone must be a real zone (exit 2)', async () => {
     const empty = join(dir, 'empty.db')
-    const [human, machine, badZone, zoned] = await both<any>([
+    const [human, machine, badZone, zoned] = await runAll<any>([
       () => runCli(['usage', 'today', '--db', empty]),
       () => runJson(['usage', 'today', '--db', empty]),
       () => cli(['usage', 'today', '--timezone', 'Mars/Olympus_Mons']),
@@ -194,7 +153,7 @@ describe('usage --since/--until --by', () => {
   })
 
   it('--by key and --by model; --key narrows to one key', async () => {
-    const [byKey, byModel, oneKey] = await both<any>([
+    const [byKey, byModel, oneKey] = await runAll<any>([
       () => json(['usage', '--since', '30d', '--by', 'key']),
       () => json(['usage', '--since', '30d', '--by', 'model']),
       () => json(['usage', '--since', '30d', '--by', 'model', '--key', 'bob, "the builder"']),
@@ -235,7 +194,7 @@ describe('usage --since/--until --by', () => {
       [['usage', '--by', 'week'], 2],
       [['usage', '--key', 'nobody'], 3],
     ]
-    const results = await both(cases.map(([args]) => () => cli(args)))
+    const results = await runAll(cases.map(([args]) => () => cli(args)))
     results.forEach((r, i) => expect([cases[i][0].join(' '), r.code]).toEqual([cases[i][0].join(' '), cases[i][1]]))
   })
 })

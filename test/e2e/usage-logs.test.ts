@@ -14,11 +14,8 @@ import { cliEnv, runCli, runJson, spawnServe } from '../support/cli.js'
 import { NO_LIMITS, settle, startGateway, tempDir, type TestGateway } from '../support/gateway.js'
 import { startMockUpstream, type MockUpstream } from '../support/mock-upstream.js'
 import type { RequestRow } from '../../src/core/types.js'
+import { CSV_COLUMNS, type LogRow, neutralised, requestRow } from '../support/log-rows.js'
 
-/**
- * The binary as shipped (dist/). Vitest sets NODE_ENV=test, under which oclif would run
- * src/*.ts through tsx instead: slower, more memory, and not what an operator runs.
- */
 
 // CLI runs and `serve` children are fresh Node processes: give a loaded two-core machine time.
 vi.setConfig({ testTimeout: 240_000, hookTimeout: 60_000 })
@@ -32,33 +29,6 @@ const MINI = { input: 0.15, output: 0.6 }
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-/** A request_log row as SQLite holds it (read over a separate, read-only connection). */
-interface LogRow {
-  id: number
-  timestamp: string
-  request_id: string
-  key_id: string | null
-  key_name: string | null
-  ip: string
-  method: string
-  route: string
-  model: string | null
-  status: number
-  error_code: string | null
-  prompt_tokens: number
-  completion_tokens: number
-  total_tokens: number
-  estimated: number
-  latency_ms: number
-  upstream_ms: number | null
-  queued_ms: number | null
-  streamed: number
-  user_agent: string | null
-  cost_micros: number | null
-  day: string
-  request_body: string | null
-  response_body: string | null
-}
 
 function sqlite<T>(db: string, fn: (d: Database.Database) => T): T {
   const d = new Database(db, { readonly: true, fileMustExist: true })
@@ -159,32 +129,7 @@ async function streamTold(url: string, key: string, content: string): Promise<To
   return { id: res.headers.get('x-request-id') ?? '', prompt: usage!.prompt_tokens, completion: usage!.completion_tokens, total: usage!.total_tokens, text }
 }
 
-/** The neutralisation a spreadsheet needs: a leading quote before = + - @ tab CR. */
-const neutralised = (s: string) => (/^[=+\-@\t\r]/.test(s) ? `'${s}` : s)
 
-/** CSV column → how its cell must read, from the SQLite row. */
-const CSV_COLUMNS: Record<string, (r: LogRow) => string> = {
-  timestamp: (r) => r.timestamp,
-  request_id: (r) => neutralised(r.request_id),
-  key_id: (r) => r.key_id ?? '',
-  key_name: (r) => (r.key_name === null ? '' : neutralised(r.key_name)),
-  ip: (r) => r.ip,
-  method: (r) => r.method,
-  route: (r) => neutralised(r.route),
-  model: (r) => (r.model === null ? '' : neutralised(r.model)),
-  status: (r) => String(r.status),
-  error_code: (r) => r.error_code ?? '',
-  prompt_tokens: (r) => String(r.prompt_tokens),
-  completion_tokens: (r) => String(r.completion_tokens),
-  total_tokens: (r) => String(r.total_tokens),
-  tokens_estimated: (r) => (r.estimated ? 'true' : 'false'),
-  latency_ms: (r) => String(r.latency_ms),
-  upstream_ms: (r) => (r.upstream_ms === null ? '' : String(r.upstream_ms)),
-  queued_ms: (r) => (r.queued_ms === null ? '' : String(r.queued_ms)),
-  streamed: (r) => (r.streamed ? 'true' : 'false'),
-  user_agent: (r) => (r.user_agent === null ? '' : neutralised(r.user_agent)),
-  cost_usd: (r) => (r.cost_micros === null ? '' : String(r.cost_micros / 1_000_000)),
-}
 
 /** Every CSV request-log file in a directory, parsed strictly (RFC 4180). */
 function readCsvLogs(dir: string, stem = 'requests'): { file: string; day: string; records: string[][] }[] {
@@ -223,32 +168,7 @@ const utcDay = (ms = Date.now()) => new Date(ms).toISOString().slice(0, 10)
 
 /** A log row inserted straight through the store (for other days and bulk data). */
 function directRow(over: Partial<RequestRow>): RequestRow {
-  return {
-    timestamp: new Date().toISOString(),
-    requestId: `direct-${Math.random().toString(36).slice(2)}`,
-    keyId: null,
-    keyName: null,
-    ip: '127.0.0.1',
-    method: 'POST',
-    route: '/chat',
-    model: 'gpt-4o-mini',
-    status: 200,
-    errorCode: null,
-    promptTokens: 0,
-    completionTokens: 0,
-    totalTokens: 0,
-    estimated: false,
-    latencyMs: 10,
-    upstreamMs: 8,
-    queuedMs: 0,
-    streamed: false,
-    userAgent: UA,
-    costMicros: null,
-    day: utcDay(),
-    requestBody: null,
-    responseBody: null,
-    ...over,
-  }
+  return requestRow({ userAgent: UA, ...over })
 }
 
 /** Parses Prometheus text format into samples. */
