@@ -188,7 +188,7 @@ export class KeyManager {
   update(idOrName: string, patch: { limits?: LimitOverrides; models?: string[] | null; expiresInMs?: number | null }): ApiKey {
     const key = this.get(idOrName)
     this.store.updateKey(key.id, {
-      limits: patch.limits !== undefined ? { ...key.limits, ...patch.limits } : undefined,
+      limits: patch.limits,
       models: patch.models,
       expiresAt: patch.expiresInMs === undefined ? undefined : patch.expiresInMs === null ? null : this.clock.now() + patch.expiresInMs,
     })

@@ -11,6 +11,7 @@ export interface NewKey {
 }
 
 export interface KeyPatch {
+  /** Merged into the key's overrides (in the same transaction as the read). */
   limits?: LimitOverrides
   models?: string[] | null
   expiresAt?: number | null
@@ -57,6 +58,8 @@ export interface Store {
   listLiveSecrets(now: number): KeySecret[]
   getDefaults(): DefaultOverrides
   setDefaults(overrides: DefaultOverrides): void
+  /** Lays `changes` over the defaults in one immediate transaction; returns the result. */
+  mergeDefaults(changes: DefaultOverrides): DefaultOverrides
   /** Changes whenever another connection commits; a cheap way to notice CLI writes. */
   changeVersion(): number
 

@@ -292,6 +292,25 @@ describe('per-IP authentication failures', () => {
   })
 })
 
+describe('client IP', () => {
+  it('is the socket address, unless --trust-proxy reads the address the proxy appended', async () => {
+    const plain = await setup()
+    const k1 = plain.gw.createKey({ name: 'ip1', limits: NO_LIMITS })
+    await plain.gw.post('/chat', k1, { message: 'a' }, { 'x-forwarded-for': '203.0.113.7' })
+    const proxied = await setup({ trustProxy: true })
+    const k2 = proxied.gw.createKey({ name: 'ip2', limits: NO_LIMITS })
+    await proxied.gw.post('/chat', k2, { message: 'b' }, { 'x-forwarded-for': '198.51.100.1, 203.0.113.7' })
+    for (const g of [plain.gw, proxied.gw]) await g.built.requestLog.drain()
+    expect([...plain.gw.admin.iterateRequests({})].map((r) => r.ip)).toEqual(['127.0.0.1'])
+    expect([...proxied.gw.admin.iterateRequests({})].map((r) => r.ip)).toEqual(['203.0.113.7'])
+    // Authentication failures count per client IP behind the proxy, not per proxy.
+    const bad = 'gw-' + 'y'.repeat(43)
+    for (let i = 0; i < 10; i++) await proxied.gw.post('/chat', bad, { message: 'x' }, { 'x-forwarded-for': '203.0.113.8' })
+    expect((await proxied.gw.post('/chat', bad, { message: 'x' }, { 'x-forwarded-for': '203.0.113.8' })).status).toBe(429)
+    expect((await proxied.gw.post('/chat', bad, { message: 'x' }, { 'x-forwarded-for': '203.0.113.9' })).status).toBe(401)
+  })
+})
+
 describe('per-IP limit on all requests', () => {
   it('is off by default and, when set, refuses an IP past it whatever its keys', async () => {
     const { gw } = await setup()

@@ -33,8 +33,7 @@ export default class LimitsSet extends BaseCommand<typeof LimitsSet> {
       this.say(`Key "${this.safe(key.name)}": ${shown}`)
       return { key: { id: key.id, name: key.name }, limits: key.limits }
     }
-    const limits = { ...this.store.getDefaults(), ...changes }
-    this.store.setDefaults(limits)
+    const limits = this.store.mergeDefaults(changes)
     this.say(`Defaults: ${shown}`)
     return { key: null, limits }
   }

@@ -203,11 +203,20 @@ export class SqliteStore implements Store {
   }
 
   updateKey(id: string, patch: KeyPatch): void {
-    const set: Partial<KeyRow> = {}
-    if (patch.limits !== undefined) set.limits = patch.limits
-    if (patch.models !== undefined) set.models = patch.models
-    if (patch.expiresAt !== undefined) set.expiresAt = patch.expiresAt
-    if (Object.keys(set).length > 0) this.db.update(apiKeys).set(set).where(eq(apiKeys.id, id)).run()
+    // Read and write in one immediate transaction: two CLI runs cannot lose each other's limits.
+    this.db.transaction(
+      (tx) => {
+        const set: Partial<KeyRow> = {}
+        if (patch.limits !== undefined) {
+          const current = tx.select({ limits: apiKeys.limits }).from(apiKeys).where(eq(apiKeys.id, id)).get()
+          set.limits = { ...(current?.limits ?? {}), ...patch.limits }
+        }
+        if (patch.models !== undefined) set.models = patch.models
+        if (patch.expiresAt !== undefined) set.expiresAt = patch.expiresAt
+        if (Object.keys(set).length > 0) tx.update(apiKeys).set(set).where(eq(apiKeys.id, id)).run()
+      },
+      { behavior: 'immediate' },
+    )
   }
 
   revokeKey(id: string, at: number): void {
@@ -258,6 +267,21 @@ export class SqliteStore implements Store {
       .values({ name: DEFAULTS, value: overrides })
       .onConflictDoUpdate({ target: settings.name, set: { value: overrides } })
       .run()
+  }
+
+  mergeDefaults(changes: DefaultOverrides): DefaultOverrides {
+    return this.db.transaction(
+      (tx) => {
+        const current = tx.select().from(settings).where(eq(settings.name, DEFAULTS)).get()?.value ?? {}
+        const merged = { ...current, ...changes }
+        tx.insert(settings)
+          .values({ name: DEFAULTS, value: merged })
+          .onConflictDoUpdate({ target: settings.name, set: { value: merged } })
+          .run()
+        return merged
+      },
+      { behavior: 'immediate' },
+    )
   }
 
   changeVersion(): number {
