@@ -3,7 +3,7 @@ import type { Clock } from './clock.js'
 import { rateLimited } from './errors.js'
 import { formatReset, H } from './headers.js'
 import type { FairQueue } from './queue.js'
-import { SlidingWindow, type WindowEntry } from './sliding-window.js'
+import { SlidingWindow } from './sliding-window.js'
 import { clampTo, reservationOf, type PreparedChat } from './chat-request.js'
 import type { ApiKey, Limits, Usage } from './types.js'
 
@@ -41,23 +41,23 @@ export class AdmissionControl {
     const now = this.clock.now()
     const w = this.windowsOf(key.id)
     if (limits.rpm !== null) {
-      const r = w.requests.tryAdd(now, 1, limits.rpm)
-      if (typeof r === 'number') {
-        throw rateLimited(`Rate limit reached: ${limits.rpm} requests per minute`, 'rate_limit_exceeded', r, this.headers(key.id, limits, now))
+      if (w.requests.admit(now, 1, limits.rpm) < 0) {
+        const wait = w.requests.waitFor(now, 1, limits.rpm)
+        throw rateLimited(`Rate limit reached: ${limits.rpm} requests per minute`, 'rate_limit_exceeded', wait, this.headers(key.id, limits, now))
       }
     }
     const reservation = this.reserve(key, limits, prepared, now)
-    let tokenEntry: WindowEntry | null = null
+    let tokenEntry = -1
     if (limits.tpm !== null) {
-      const r = w.tokens.tryAdd(now, reservationOf(prepared), limits.tpm)
-      if (typeof r === 'number') {
+      tokenEntry = w.tokens.admit(now, reservationOf(prepared), limits.tpm)
+      if (tokenEntry < 0) {
         this.ledger.settle(reservation, 0, now)
+        const r = w.tokens.waitFor(now, reservationOf(prepared), limits.tpm)
         if (r === Infinity) {
           throw rateLimited(`Request too large: it needs up to ${reservationOf(prepared)} tokens, over the limit of ${limits.tpm} tokens per minute; lower max_tokens or the prompt`, 'request_too_large', 60_000, { 'x-should-retry': 'false' })
         }
         throw rateLimited(`Rate limit reached: ${limits.tpm} tokens per minute`, 'tokens_rate_limit_exceeded', r, this.headers(key.id, limits, now))
       }
-      tokenEntry = r
     }
     let slot
     try {
@@ -65,7 +65,7 @@ export class AdmissionControl {
     } catch (err) {
       const at = this.clock.now()
       this.ledger.settle(reservation, 0, at)
-      if (tokenEntry) w.tokens.settle(tokenEntry, 0, at)
+      if (tokenEntry >= 0) w.tokens.settle(tokenEntry, 0, at)
       throw err
     }
     const headers = this.headers(key.id, limits, this.clock.now())
@@ -78,7 +78,7 @@ export class AdmissionControl {
         settled = true
         const at = this.clock.now()
         this.ledger.settle(reservation, usage.totalTokens, at)
-        if (tokenEntry) w.tokens.settle(tokenEntry, usage.totalTokens, at)
+        if (tokenEntry >= 0) w.tokens.settle(tokenEntry, usage.totalTokens, at)
         slot.release()
       },
     }

@@ -117,8 +117,11 @@ export class Gateway {
   checkIp(ip: string): void {
     const limit = this.ipLimits.ipRpm
     if (limit === null) return
-    const r = this.ipWindow(this.ipRequests, ip).tryAdd(this.deps.clock.now(), 1, limit)
-    if (typeof r === 'number') throw rateLimited(`Too many requests from this address (limit ${limit} per minute)`, 'ip_rate_limit_exceeded', r)
+    const window = this.ipWindow(this.ipRequests, ip)
+    const now = this.deps.clock.now()
+    if (window.admit(now, 1, limit) < 0) {
+      throw rateLimited(`Too many requests from this address (limit ${limit} per minute)`, 'ip_rate_limit_exceeded', window.waitFor(now, 1, limit))
+    }
   }
 
   /**
@@ -131,9 +134,9 @@ export class Gateway {
     if (key) return key
     const limit = this.ipLimits.authFailuresPerMinute
     if (limit !== null) {
-      const r = this.ipWindow(this.authFailures, ip).tryAdd(now, 1, limit)
-      if (typeof r === 'number') {
-        throw rateLimited('Too many failed authentication attempts from this address', 'auth_rate_limit_exceeded', r)
+      const window = this.ipWindow(this.authFailures, ip)
+      if (window.admit(now, 1, limit) < 0) {
+        throw rateLimited('Too many failed authentication attempts from this address', 'auth_rate_limit_exceeded', window.waitFor(now, 1, limit))
       }
     }
     throw unauthorized(presented === null ? 'Missing API key: send "Authorization: Bearer <key>" or "X-API-Key: <key>"' : 'Invalid API key')

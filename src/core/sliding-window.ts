@@ -1,16 +1,19 @@
-/** One admitted amount at a time; `amount` may be settled later (reserve-then-settle). */
-export interface WindowEntry {
-  readonly t: number
-  amount: number
-}
-
 /**
  * An exact sliding window: the sum of amounts admitted in the last `windowMs` never exceeds
- * the limit, at any instant (no fixed-window 2N burst across a boundary).
+ * the limit, at any instant (no fixed-window 2N burst across a boundary). An amount may be
+ * settled later to its real value (reserve-then-settle).
+ *
+ * Entries live in a ring of two typed arrays (time, amount): a busy key admits tens of
+ * thousands of requests a minute, and an object per request was most of the gateway's heap
+ * growth under load. An entry is named by its id, a counter that never repeats.
  */
 export class SlidingWindow {
-  private entries: WindowEntry[] = []
+  private times = new Float64Array(16)
+  private amounts = new Float64Array(16)
   private head = 0
+  private size = 0
+  /** Id of the entry at `head`. */
+  private headId = 0
   private total = 0
 
   constructor(readonly windowMs = 60_000) {}
@@ -20,52 +23,70 @@ export class SlidingWindow {
     return this.total
   }
 
-  /** Admits `amount` and returns its entry, or returns the ms until it would fit (Infinity: never). */
-  tryAdd(now: number, amount: number, limit: number): WindowEntry | number {
+  /** Admits `amount` if the window then stays within `limit`: the entry's id, or -1. */
+  admit(now: number, amount: number, limit: number): number {
     this.prune(now)
-    if (this.total + amount <= limit) {
-      const entry = { t: now, amount }
-      this.entries.push(entry)
-      this.total += amount
-      return entry
-    }
-    return this.waitFor(now, amount, limit)
+    if (this.total + amount > limit) return -1
+    if (this.size === this.times.length) this.grow()
+    const at = (this.head + this.size) & (this.times.length - 1)
+    this.times[at] = now
+    this.amounts[at] = amount
+    this.total += amount
+    return this.headId + this.size++
   }
 
-  /** Settles an entry to its real amount (if it is still inside the window). */
-  settle(entry: WindowEntry, amount: number, now: number): void {
+  /** How long until `amount` would fit under `limit` (Infinity: never, it exceeds the limit alone). */
+  waitFor(now: number, amount: number, limit: number): number {
     this.prune(now)
-    if (entry.t > now - this.windowMs) this.total += amount - entry.amount
-    entry.amount = amount
+    if (amount > limit) return Infinity
+    if (this.total + amount <= limit) return 0
+    const mask = this.times.length - 1
+    let freed = 0
+    for (let i = 0; i < this.size; i++) {
+      const at = (this.head + i) & mask
+      freed += this.amounts[at]
+      if (this.total - freed + amount <= limit) return this.times[at] + this.windowMs - now
+    }
+    return this.windowMs
+  }
+
+  /** Settles an entry to its real amount, if it is still inside the window. */
+  settle(id: number, amount: number, now: number): void {
+    this.prune(now)
+    if (id < this.headId || id >= this.headId + this.size) return
+    const at = (this.head + (id - this.headId)) & (this.times.length - 1)
+    this.total += amount - this.amounts[at]
+    this.amounts[at] = amount
   }
 
   /** When the oldest entry leaves the window, or 0 if empty. */
   resetIn(now: number): number {
     this.prune(now)
-    return this.head < this.entries.length ? this.entries[this.head].t + this.windowMs - now : 0
-  }
-
-  private waitFor(now: number, amount: number, limit: number): number {
-    if (amount > limit) return Infinity
-    let freed = 0
-    for (let i = this.head; i < this.entries.length; i++) {
-      freed += this.entries[i].amount
-      if (this.total - freed + amount <= limit) return this.entries[i].t + this.windowMs - now
-    }
-    // Only unsettled-upward reservations could leave us here; the window empties by then.
-    return this.windowMs
+    return this.size > 0 ? this.times[this.head] + this.windowMs - now : 0
   }
 
   private prune(now: number): void {
     const edge = now - this.windowMs
-    const entries = this.entries
-    while (this.head < entries.length && entries[this.head].t <= edge) {
-      this.total -= entries[this.head].amount
-      this.head++
+    const mask = this.times.length - 1
+    while (this.size > 0 && this.times[this.head] <= edge) {
+      this.total -= this.amounts[this.head]
+      this.head = (this.head + 1) & mask
+      this.headId++
+      this.size--
     }
-    if (this.head > 1024 && this.head * 2 > entries.length) {
-      this.entries = entries.slice(this.head)
-      this.head = 0
+  }
+
+  /** Doubles the ring (its length stays a power of two), oldest entry first. */
+  private grow(): void {
+    const n = this.times.length
+    const times = new Float64Array(n * 2)
+    const amounts = new Float64Array(n * 2)
+    for (let i = 0; i < this.size; i++) {
+      times[i] = this.times[(this.head + i) & (n - 1)]
+      amounts[i] = this.amounts[(this.head + i) & (n - 1)]
     }
+    this.times = times
+    this.amounts = amounts
+    this.head = 0
   }
 }

@@ -7,29 +7,39 @@ import { SqliteStore } from '../../src/storage/sqlite/sqlite-store.js'
 describe('SlidingWindow', () => {
   it('never admits more than the limit in any window, and says when the next fits', () => {
     const w = new SlidingWindow(60_000)
-    expect(w.tryAdd(0, 1, 2)).toMatchObject({ t: 0 })
-    expect(w.tryAdd(30_000, 1, 2)).toMatchObject({ t: 30_000 })
-    expect(w.tryAdd(59_999, 1, 2)).toBe(1)
-    expect(w.tryAdd(60_000, 1, 2)).toMatchObject({ t: 60_000 })
-    expect(w.tryAdd(60_001, 1, 2)).toBe(29_999)
+    expect(w.admit(0, 1, 2)).toBe(0)
+    expect(w.admit(30_000, 1, 2)).toBe(1)
+    expect(w.admit(59_999, 1, 2)).toBe(-1)
+    expect(w.waitFor(59_999, 1, 2)).toBe(1)
+    expect(w.admit(60_000, 1, 2)).toBe(2)
+    expect(w.admit(60_001, 1, 2)).toBe(-1)
+    expect(w.waitFor(60_001, 1, 2)).toBe(29_999)
+    expect(w.resetIn(60_001)).toBe(29_999)
   })
 
-  it('settles an entry to its real amount while it is in the window', () => {
+  it('settles an entry to its real amount while it is in the window, and ignores it after', () => {
     const w = new SlidingWindow(60_000)
-    const e = w.tryAdd(0, 1000, 1500)
-    expect(w.tryAdd(1, 1000, 1500)).toBe(59_999)
-    if (typeof e === 'number') throw new Error('admitted')
+    const e = w.admit(0, 1000, 1500)
+    expect(w.admit(1, 1000, 1500)).toBe(-1)
+    expect(w.waitFor(1, 1000, 1500)).toBe(59_999)
     w.settle(e, 100, 2)
     expect(w.used(2)).toBe(100)
-    expect(typeof w.tryAdd(3, 1000, 1500)).toBe('object')
-    expect(w.tryAdd(4, 5000, 1500)).toBe(Infinity)
+    expect(w.admit(3, 1000, 1500)).toBeGreaterThanOrEqual(0)
+    expect(w.waitFor(4, 5000, 1500)).toBe(Infinity)
+    w.settle(e, 999, 70_000) // gone from the window: no effect
+    expect(w.used(70_000)).toBe(0)
   })
 
-  it('keeps memory bounded over many entries', () => {
+  it('keeps order and totals across ring growth and wrap-around', () => {
     const w = new SlidingWindow(1_000)
-    for (let t = 0; t < 200_000; t++) w.tryAdd(t, 1, 10_000)
+    let ids = 0
+    for (let t = 0; t < 200_000; t++) expect(w.admit(t, 1, 10_000)).toBe(ids++)
     // at t = 200,000 the window (199,000, 200,000] holds the entries of 199,001 … 199,999
     expect(w.used(200_000)).toBe(999)
+    expect(w.resetIn(200_000)).toBe(1)
+    const late = w.admit(200_000, 5, 10_000)
+    w.settle(late, 7, 200_000)
+    expect(w.used(200_000)).toBe(1_006)
   })
 })
 
