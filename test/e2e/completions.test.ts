@@ -214,12 +214,12 @@ describe('upstream faults', () => {
   })
 
   it.each([
-    ['a 500', { kind: 'status', status: 500 } as const, 502],
-    ['a 503', { kind: 'status', status: 503 } as const, 502],
-    ['malformed JSON', { kind: 'status', status: 200, body: '{"id": "x", "choices": [' } as const, 502],
-    ['an HTML page', { kind: 'status', status: 200, body: '<html>oops</html>', headers: { 'content-type': 'text/html' } } as const, 502],
-    ['a hang', { kind: 'hang' } as const, 504],
-  ])('maps %s to %s and frees everything', async (_name, behavior, status) => {
+    ['a 500', 502, { kind: 'status', status: 500 } as const],
+    ['a 503', 502, { kind: 'status', status: 503 } as const],
+    ['malformed JSON', 502, { kind: 'status', status: 200, body: '{"id": "x", "choices": [' } as const],
+    ['an HTML page', 502, { kind: 'status', status: 200, body: '<html>oops</html>', headers: { 'content-type': 'text/html' } } as const],
+    ['a hang', 504, { kind: 'hang' } as const],
+  ])('maps %s to %i and frees everything', async (_name, status, behavior) => {
     upstream.script(behavior)
     const err = await fault()
     expect(err.status).toBe(status)
