@@ -33,7 +33,7 @@ export function sumGroups(groups: UsageGroup[]): Omit<ReturnType<typeof groupVie
 /** Dollars for a table; a cost too small for four decimals says so rather than showing $0.0000. */
 export function usd(v: number | null): string | null {
   if (v === null) return null
-  if (v > 0 && v < 0.0001) return '<$0.0001'
+  if (v > 0 && v < 0.00005) return '<$0.0001' // would round to $0.0000
   return `$${v.toFixed(v < 1 ? 4 : 2)}`
 }
 export const ms = (v: number | null) => (v === null ? null : Math.round(v * 10) / 10)

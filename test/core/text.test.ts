@@ -105,6 +105,7 @@ describe('usd', () => {
   it('shows tiny costs as below the smallest shown unit, never as $0.0000', async () => {
     const { usd } = await import('../../src/cli/usage-view.js')
     expect(usd(0.000004)).toBe('<$0.0001')
+    expect(usd(0.00006)).toBe('$0.0001')
     expect(usd(0)).toBe('$0.0000')
     expect(usd(0.01234)).toBe('$0.0123')
     expect(usd(12.5)).toBe('$12.50')
