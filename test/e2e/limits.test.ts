@@ -274,7 +274,7 @@ describe('limits changed while the server runs', () => {
     const res = await gw.post('/v1/chat/completions', key, body(500))
     expect(res.status).toBe(400)
     expect(((await res.json()) as { error: { message: string } }).error.message).toBe('max_tokens exceeds limit of 100')
-    gw.admin.setDefaults({ rpm: 1 })
+    gw.admin.mergeDefaults({ rpm: 1 })
     await settle()
     const fresh = gw.createKey({ name: 'fresh' })
     expect((await gw.post('/v1/chat/completions', fresh, body())).status).toBe(200)
@@ -316,7 +316,7 @@ describe('per-IP limit on all requests', () => {
     const { gw } = await setup()
     const a = gw.createKey({ name: 'ip-a', limits: NO_LIMITS })
     const b = gw.createKey({ name: 'ip-b', limits: NO_LIMITS })
-    gw.admin.setDefaults({ ipRpm: 3 })
+    gw.admin.mergeDefaults({ ipRpm: 3 })
     gw.built.gateway.refresh()
     const results = [await gw.post('/chat', a, { message: '1' }), await gw.post('/chat', b, { message: '2' }), await gw.post('/chat', a, { message: '3' }), await gw.post('/chat', b, { message: '4' })]
     expect(results.map((r) => r.status)).toEqual([200, 200, 200, 429])

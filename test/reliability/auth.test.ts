@@ -7,8 +7,8 @@ import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { KeyManager } from '../../src/core/keys.js'
 import { startGateway, NO_LIMITS, type TestGateway } from '../support/gateway.js'
-import { startMockUpstream, type MockUpstream } from '../support/mock-upstream.js'
-import { rawHttp, rowFor, sleep } from './helpers.js'
+import type { MockUpstream } from '../support/mock-upstream.js'
+import { rawHttp, rowFor, sleep , startOpenGateway } from './helpers.js'
 
 let mock: MockUpstream
 let gw: TestGateway
@@ -22,11 +22,7 @@ let n = 0
 const wellFormedUnknown = () => `gw-${randomBytes(32).toString('base64url')}`
 
 beforeAll(async () => {
-  mock = await startMockUpstream()
-  gw = await startGateway({ upstreamUrl: mock.url })
-  // The brute-force limit (10 failures a minute per IP) would turn this matrix into 429s; it has its own test below.
-  gw.admin.setDefaults({ authFailuresPerMinute: null })
-  gw.built.gateway.refresh(true)
+  ;({ mock, gw } = await startOpenGateway())
   port = Number(new URL(gw.url).port)
   key = gw.createKey({ name: 'alice', limits: NO_LIMITS })
   other = gw.createKey({ name: 'bob', limits: NO_LIMITS })

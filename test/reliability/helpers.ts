@@ -3,16 +3,15 @@
  * processes of the real CLI, a read-only look at the real SQLite file.
  */
 import Database from 'better-sqlite3'
-import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { readFileSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import { expect } from 'vitest'
 import type { RequestRow } from '../../src/core/types.js'
-import type { TestGateway } from '../support/gateway.js'
+import { spawnServe, type ServeChild } from '../support/cli.js'
+import { startGateway, type TestGateway } from '../support/gateway.js'
+import { startMockUpstream, type MockUpstream } from '../support/mock-upstream.js'
 
-export const BIN = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 /** Polls `check` until it returns true or `timeoutMs` passes (bounded); returns the last result. */
@@ -104,84 +103,26 @@ export function rawHttp(port: number, data: string | Buffer | (string | Buffer)[
 // ---------------------------------------------------------------------------------------------
 // The real `gateway serve` in a child process.
 
-export interface ChildGateway {
-  url: string
+export interface ChildGateway extends ServeChild {
   port: number
-  proc: ChildProcess
-  stdout(): string
-  stderr(): string
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
-  /** SIGTERM, then SIGKILL after `graceMs` if it has not exited; resolves when it has. */
-  stop(graceMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+}
+
+/** `gateway serve` on the shipped build, bound to 127.0.0.1, over `db`. */
+export async function startChildGateway(opts: { db: string; env?: Record<string, string>; args?: string[]; nodeArgs?: string[] }): Promise<ChildGateway> {
+  const child = await spawnServe(['--host', '127.0.0.1', '--db', opts.db, ...(opts.args ?? [])], opts.env, true, opts.nodeArgs)
+  return { ...child, port: Number(new URL(child.url).port) }
 }
 
 /**
- * The environment without any GATEWAY_* or OPENAI_* setting of the machine running the tests,
- * and with NODE_ENV=production: under vitest's NODE_ENV=test oclif would run src/ through
- * tsx instead of the shipped dist/.
+ * The real gateway over the mock upstream with the brute-force limit off: the matrices of
+ * bad keys below would otherwise turn into 429s (that limit has tests of its own).
  */
-export function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
-  const env: Record<string, string> = {}
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !/^(GATEWAY_|OPENAI_)/.test(k)) env[k] = v
-  return { ...env, NODE_ENV: 'production', FORCE_COLOR: '0', NO_COLOR: '1', ...extra }
-}
-
-export async function startChildGateway(opts: { db: string; env?: Record<string, string>; args?: string[]; nodeArgs?: string[] }): Promise<ChildGateway> {
-  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), BIN, 'serve', '--port', '0', '--host', '127.0.0.1', '--db', opts.db, '--json', ...(opts.args ?? [])], {
-    env: cleanEnv(opts.env),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  const out: Buffer[] = []
-  const err: Buffer[] = []
-  proc.stdout!.on('data', (d: Buffer) => out.push(d))
-  proc.stderr!.on('data', (d: Buffer) => err.push(d))
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })))
-  const stdout = () => Buffer.concat(out).toString('utf8')
-  const stderr = () => Buffer.concat(err).toString('utf8')
-  const info = await new Promise<{ url: string; port: number }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`gateway serve did not start in 20 s\n${stdout()}\n${stderr()}`)), 20_000)
-    const onData = () => {
-      for (const line of stdout().split('\n')) {
-        try {
-          const j = JSON.parse(line) as { url?: string; port?: number }
-          if (j.url && j.port) {
-            clearTimeout(timer)
-            proc.stdout!.off('data', onData)
-            resolve({ url: j.url, port: j.port })
-            return
-          }
-        } catch {
-          // not the info line (yet)
-        }
-      }
-    }
-    proc.stdout!.on('data', onData)
-    void exited.then((e) => {
-      clearTimeout(timer)
-      reject(new Error(`gateway serve exited (${e.code ?? e.signal}) before listening\n${stdout()}\n${stderr()}`))
-    })
-  })
-  let stopping: Promise<{ code: number | null; signal: NodeJS.Signals | null }> | null = null
-  return {
-    ...info,
-    proc,
-    stdout,
-    stderr,
-    exited,
-    stop: (graceMs = 10_000) => {
-      stopping ??= (async () => {
-        if (proc.exitCode === null && proc.signalCode === null) {
-          proc.kill('SIGTERM')
-          const t = setTimeout(() => proc.kill('SIGKILL'), graceMs)
-          const r = await exited
-          clearTimeout(t)
-          return r
-        }
-        return exited
-      })()
-      return stopping
-    },
-  }
+export async function startOpenGateway(): Promise<{ mock: MockUpstream; gw: TestGateway }> {
+  const mock = await startMockUpstream()
+  const gw = await startGateway({ upstreamUrl: mock.url })
+  gw.admin.mergeDefaults({ authFailuresPerMinute: null })
+  gw.built.gateway.refresh(true)
+  return { mock, gw }
 }
 
 /** Peak and current resident memory of a process, from /proc (Linux), in bytes. */

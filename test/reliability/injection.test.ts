@@ -10,9 +10,9 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runCli } from '../support/cli.js'
-import { startGateway, NO_LIMITS, type TestGateway } from '../support/gateway.js'
-import { startMockUpstream, type MockUpstream } from '../support/mock-upstream.js'
-import { query, rowFor, rowsOf, schemaOf } from './helpers.js'
+import { NO_LIMITS, type TestGateway } from '../support/gateway.js'
+import type { MockUpstream } from '../support/mock-upstream.js'
+import { query, rowFor, rowsOf, schemaOf , startOpenGateway } from './helpers.js'
 
 /** Classic payloads: tautologies, stacked queries, comments, unions, attach, quotes of both kinds. */
 const PAYLOADS = [
@@ -43,10 +43,7 @@ let keysBefore: string
 const keysSnapshot = () => JSON.stringify(query(gw.db, 'select k.*, s.prefix, s.hash, s.expires_at as secret_expires from api_keys k join key_secrets s on s.key_id = k.id order by k.id, s.id'))
 
 beforeAll(async () => {
-  mock = await startMockUpstream()
-  gw = await startGateway({ upstreamUrl: mock.url })
-  gw.admin.setDefaults({ authFailuresPerMinute: null })
-  gw.built.gateway.refresh(true)
+  ;({ mock, gw } = await startOpenGateway())
   key = gw.createKey({ name: 'alice', limits: NO_LIMITS })
   adminKey = gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
   // Some history, so a tautology that leaked rows or a DELETE that ran would show.

@@ -3,9 +3,9 @@
  * /health refuses a request without a key, whatever the method or the spelling of the path.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startGateway, NO_LIMITS, type TestGateway } from '../support/gateway.js'
-import { startMockUpstream, type MockUpstream } from '../support/mock-upstream.js'
-import { rawHttp } from './helpers.js'
+import { NO_LIMITS, type TestGateway } from '../support/gateway.js'
+import type { MockUpstream } from '../support/mock-upstream.js'
+import { rawHttp , startOpenGateway } from './helpers.js'
 
 let mock: MockUpstream
 let gw: TestGateway
@@ -23,10 +23,7 @@ interface Route {
 let routes: Route[] = []
 
 beforeAll(async () => {
-  mock = await startMockUpstream()
-  gw = await startGateway({ upstreamUrl: mock.url })
-  gw.admin.setDefaults({ authFailuresPerMinute: null })
-  gw.built.gateway.refresh(true)
+  ;({ mock, gw } = await startOpenGateway())
   port = Number(new URL(gw.url).port)
   key = gw.createKey({ name: 'alice', limits: NO_LIMITS })
   admin = gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })

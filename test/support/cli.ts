@@ -21,14 +21,16 @@ export interface ServeChild {
   stdout(): string
   stderr(): string
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  /** SIGTERM, then SIGKILL after `graceMs` if it has not exited; resolves when it has. */
+  stop(graceMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
 
 /**
  * `node bin/run.js serve --port 0 …` as a real child process; resolves once it listens: with
  * --json when its one JSON line is out, without when the "listening on URL" line appears.
  */
-export function spawnServe(args: string[], env: Record<string, string> = {}, asJson = true): Promise<ServeChild> {
-  const proc = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...(asJson ? ['--json'] : []), ...args], { env: cliEnv(env), stdio: ['ignore', 'pipe', 'pipe'] })
+export function spawnServe(args: string[], env: Record<string, string> = {}, asJson = true, nodeArgs: string[] = []): Promise<ServeChild> {
+  const proc = spawn(process.execPath, [...nodeArgs, BIN, 'serve', '--port', '0', ...(asJson ? ['--json'] : []), ...args], { env: cliEnv(env), stdio: ['ignore', 'pipe', 'pipe'] })
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => proc.once('exit', (code, signal) => r({ code, signal })))
   let out = ''
   let err = ''
@@ -38,9 +40,21 @@ export function spawnServe(args: string[], env: Record<string, string> = {}, asJ
       proc.kill('SIGKILL')
       reject(new Error(`serve did not start: ${out}\n${err}`))
     }, 30_000)
+    let stopping: ReturnType<ServeChild['stop']> | null = null
+    const stop = (graceMs = 10_000) => {
+      stopping ??= (async () => {
+        if (proc.exitCode !== null || proc.signalCode !== null) return exited
+        proc.kill('SIGTERM')
+        const t = setTimeout(() => proc.kill('SIGKILL'), graceMs)
+        const result = await exited
+        clearTimeout(t)
+        return result
+      })()
+      return stopping
+    }
     const done = (url: string, info: Record<string, unknown>) => {
       clearTimeout(timer)
-      resolve({ proc, url, info, exited, stdout: () => out, stderr: () => err })
+      resolve({ proc, url, info, exited, stop, stdout: () => out, stderr: () => err })
     }
     proc.stdout!.on('data', (d) => {
       out += d
