@@ -126,7 +126,7 @@ export function prepareCompletion(json: unknown, raw: Uint8Array, key: ApiKey, l
 }
 
 /** The seed's `POST /chat` body: `{message, max_tokens = 500}`. */
-export function prepareSeedChat(json: unknown, key: ApiKey, limits: Limits, model: string): PreparedChat & { message: string } {
+export function prepareSeedChat(json: unknown, key: ApiKey, limits: Limits, model: string): PreparedChat {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) throw badRequest('The request body must be a JSON object')
   checkDepth(json)
   const body = json as Record<string, unknown>
@@ -140,7 +140,6 @@ export function prepareSeedChat(json: unknown, key: ApiKey, limits: Limits, mode
   checkModelAllowed(key, model)
   const messages = [{ role: 'user', content: body.message }]
   return {
-    message: body.message,
     model,
     stream: false,
     clientWantsUsage: false,

@@ -87,7 +87,3 @@ export function unavailable(message: string, code: string, retryAfterMs: number)
 export function upstreamError(status: 502 | 504, message: string, code: string): GatewayError {
   return new GatewayError(status, 'upstream_error', code, message)
 }
-
-export function isGatewayError(err: unknown): err is GatewayError {
-  return err instanceof GatewayError
-}

@@ -75,10 +75,6 @@ export class Gateway {
     this.refresh()
   }
 
-  get upstream(): Upstream {
-    return this.deps.upstream
-  }
-
   /** Reloads keys and limits if another connection (the CLI) changed the store. */
   refresh(force = false): boolean {
     const version = this.deps.store.changeVersion()

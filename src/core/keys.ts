@@ -46,7 +46,6 @@ interface RingEntry {
  */
 export class KeyRing {
   private byPrefix = new Map<string, RingEntry[]>()
-  private byId = new Map<string, ApiKey>()
 
   load(store: Store, now: number): void {
     const keys = new Map(store.listKeys().map((k) => [k.id, k]))
@@ -59,7 +58,6 @@ export class KeyRing {
       byPrefix.set(s.prefix, entries)
     }
     this.byPrefix = byPrefix
-    this.byId = keys
   }
 
   /** The key a presented secret belongs to, if it may be used now; otherwise null. */
@@ -75,14 +73,6 @@ export class KeyRing {
     if (!found) return null
     if (found.expiresAt !== null && found.expiresAt <= now) return null
     return isUsable(found.key, now) ? found.key : null
-  }
-
-  get(id: string): ApiKey | undefined {
-    return this.byId.get(id)
-  }
-
-  all(): IterableIterator<ApiKey> {
-    return this.byId.values()
   }
 }
 

@@ -15,7 +15,6 @@ export const BUILT_IN_LIMITS: Readonly<Limits & IpLimits> = Object.freeze({
 })
 
 export const KEY_LIMIT_NAMES = ['rpm', 'tpm', 'concurrency', 'dailyTokens', 'maxTokens', 'maxInputChars', 'onBudgetShort'] as const
-export const IP_LIMIT_NAMES = ['authFailuresPerMinute', 'ipRpm'] as const
 
 export type LimitSource = 'built-in' | 'default' | 'key'
 

@@ -1,7 +1,7 @@
 import type { Store, UsageGroup } from '../storage/store.js'
 import { costUsd } from './log-columns.js'
 import { resolveKeyLimits } from './limits.js'
-import type { ApiKey } from './types.js'
+import type { ApiKey, DailyUsage, DefaultOverrides } from './types.js'
 
 export interface UsageFigures {
   requests: number
@@ -34,38 +34,34 @@ function figures(g: Pick<UsageGroup, 'requests' | 'promptTokens' | 'completionTo
   }
 }
 
+function keyUsage(key: ApiKey, row: DailyUsage | undefined, defaults: DefaultOverrides): KeyUsage {
+  const budget = resolveKeyLimits(defaults, key.limits).limits.dailyTokens
+  const spent = row?.totalTokens ?? 0
+  return {
+    key_id: key.id,
+    key_name: key.name,
+    ...figures(row ?? { requests: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, costMicros: null }),
+    daily_budget: budget,
+    remaining: budget === null ? null : Math.max(0, budget - spent),
+  }
+}
+
 /** Usage as the /usage route and the CLI report it, from the daily usage table. */
 export class UsageReports {
   constructor(private readonly store: Store) {}
 
   /** One key's usage on a day; the budget and what remains of it. */
   forKey(key: ApiKey, day: string): KeyUsage {
-    const row = this.store.dailyUsage(day).find((u) => u.keyId === key.id)
-    const budget = resolveKeyLimits(this.store.getDefaults(), key.limits).limits.dailyTokens
-    const spent = row?.totalTokens ?? 0
-    return {
-      key_id: key.id,
-      key_name: key.name,
-      ...figures({
-        requests: row?.requests ?? 0,
-        promptTokens: row?.promptTokens ?? 0,
-        completionTokens: row?.completionTokens ?? 0,
-        totalTokens: spent,
-        costMicros: row?.costMicros ?? null,
-      }),
-      daily_budget: budget,
-      remaining: budget === null ? null : Math.max(0, budget - spent),
-    }
+    return keyUsage(key, this.store.dailyUsage(day).find((u) => u.keyId === key.id), this.store.getDefaults())
   }
 
-  /** Every key's usage on a day, and the total. */
+  /** Every key's usage on a day, and the total: one read of keys, defaults and the day's rows. */
   forDay(day: string): { total: UsageFigures; keys: KeyUsage[] } {
-    const keys = this.store.listKeys()
-    const byId = new Map(keys.map((k) => [k.id, k]))
-    const rows = this.store.dailyUsage(day)
-    const perKey = rows.map((u) => {
+    const byId = new Map(this.store.listKeys().map((k) => [k.id, k]))
+    const defaults = this.store.getDefaults()
+    const perKey = this.store.dailyUsage(day).map((u) => {
       const key = byId.get(u.keyId)
-      return key ? this.forKey(key, day) : { key_id: u.keyId, key_name: null, ...figures({ ...u }), daily_budget: null, remaining: null }
+      return key ? keyUsage(key, u, defaults) : { key_id: u.keyId, key_name: null, ...figures(u), daily_budget: null, remaining: null }
     })
     const sum = (f: (u: KeyUsage) => number) => perKey.reduce((a, u) => a + f(u), 0)
     const costs = perKey.map((u) => u.estimated_cost_usd).filter((c): c is number => c !== null)

@@ -57,7 +57,6 @@ export interface Store {
   /** Secrets that may still authenticate at `now` (not expired), with their key. */
   listLiveSecrets(now: number): KeySecret[]
   getDefaults(): DefaultOverrides
-  setDefaults(overrides: DefaultOverrides): void
   /** Lays `changes` over the defaults in one immediate transaction; returns the result. */
   mergeDefaults(changes: DefaultOverrides): DefaultOverrides
   /** Changes whenever another connection commits; a cheap way to notice CLI writes. */

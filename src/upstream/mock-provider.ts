@@ -90,10 +90,6 @@ export function mockChunks(body: ChatBody, id = 'chatcmpl-mock'): object[] {
   return chunks
 }
 
-export function toSse(chunks: object[]): string {
-  return chunks.map((c) => `data: ${JSON.stringify(c)}\n\n`).join('') + 'data: [DONE]\n\n'
-}
-
 function json(status: number, value: unknown): Response {
   return new Response(JSON.stringify(value), { status, headers: { 'content-type': 'application/json' } })
 }

@@ -8,9 +8,6 @@ import type { Readable } from 'node:stream'
  */
 class PooledResponse {
   readonly statusText = ''
-  readonly redirected = false
-  readonly type = 'basic'
-  private used = false
 
   constructor(
     readonly status: number,
@@ -23,15 +20,6 @@ class PooledResponse {
     return this.status >= 200 && this.status < 300
   }
 
-  get bodyUsed(): boolean {
-    return this.used
-  }
-
-  async arrayBuffer(): Promise<ArrayBuffer> {
-    const bytes = await this.bytes()
-    return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer
-  }
-
   async text(): Promise<string> {
     return (await this.bytes()).toString('utf8')
   }
@@ -41,7 +29,6 @@ class PooledResponse {
   }
 
   private async bytes(): Promise<Buffer> {
-    this.used = true
     const chunks: Buffer[] = []
     for await (const chunk of this.body) chunks.push(chunk as Buffer)
     return Buffer.concat(chunks)

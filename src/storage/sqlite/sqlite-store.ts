@@ -261,14 +261,6 @@ export class SqliteStore implements Store {
     return this.db.select().from(settings).where(eq(settings.name, DEFAULTS)).get()?.value ?? {}
   }
 
-  setDefaults(overrides: DefaultOverrides): void {
-    this.db
-      .insert(settings)
-      .values({ name: DEFAULTS, value: overrides })
-      .onConflictDoUpdate({ target: settings.name, set: { value: overrides } })
-      .run()
-  }
-
   mergeDefaults(changes: DefaultOverrides): DefaultOverrides {
     return this.db.transaction(
       (tx) => {
