@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Clock } from './clock.js'
 import { badRequest, GatewayError } from './errors.js'
 import { newId } from './ids.js'
@@ -15,7 +15,7 @@ const KEY_PATTERN = /^gw-[A-Za-z0-9_-]{43}$/
 const DISPLAY_PREFIX_LENGTH = 7
 
 export function hashKey(key: string): string {
-  return createHash('sha256').update(key).digest('hex')
+  return hash('sha256', key, 'hex')
 }
 
 export function displayPrefix(key: string): string {
@@ -65,7 +65,7 @@ export class KeyRing {
     if (!isWellFormedKey(presented)) return null
     const entries = this.byPrefix.get(displayPrefix(presented))
     if (!entries) return null
-    const digest = createHash('sha256').update(presented).digest()
+    const digest = hash('sha256', presented, 'buffer') as unknown as Buffer // one-shot: no Hash object per request
     let found: RingEntry | null = null
     for (const entry of entries) {
       if (timingSafeEqual(entry.hash, digest)) found = entry

@@ -11,6 +11,7 @@ const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60
 export class Metrics {
   readonly registry = new Registry()
   private readonly models = new Set<string>()
+  private readonly children = new Map<string, unknown>()
   private readonly requests: Counter<'route' | 'status' | 'model'>
   private readonly tokens: Counter<'kind'>
   private readonly refusals: Counter<'reason'>
@@ -32,15 +33,32 @@ export class Metrics {
 
   observe(row: RequestRow): void {
     const route = ROUTES.has(row.route) ? row.route : 'other'
-    this.requests.inc({ route, status: String(row.status), model: this.modelLabel(row.model) })
+    const model = this.modelLabel(row.model)
+    this.child(`r\0${route}\0${row.status}\0${model}`, () => this.requests.labels({ route, status: String(row.status), model })).inc()
     if (row.totalTokens > 0) {
-      this.tokens.inc({ kind: 'prompt' }, row.promptTokens)
-      this.tokens.inc({ kind: 'completion' }, row.completionTokens)
+      this.child('t\0prompt', () => this.tokens.labels({ kind: 'prompt' })).inc(row.promptTokens)
+      this.child('t\0completion', () => this.tokens.labels({ kind: 'completion' })).inc(row.completionTokens)
     }
-    if (row.errorCode !== null) this.refusals.inc({ reason: row.errorCode })
-    this.latency.observe({ route }, row.latencyMs / 1000)
-    if (row.upstreamMs !== null) this.upstream.observe({ route }, row.upstreamMs / 1000)
-    if (row.queuedMs !== null) this.queued.observe({ route }, row.queuedMs / 1000)
+    if (row.errorCode !== null) {
+      const reason = row.errorCode
+      this.child(`e\0${reason}`, () => this.refusals.labels({ reason })).inc()
+    }
+    this.child(`l\0${route}`, () => this.latency.labels({ route })).observe(row.latencyMs / 1000)
+    if (row.upstreamMs !== null) this.child(`u\0${route}`, () => this.upstream.labels({ route })).observe(row.upstreamMs / 1000)
+    if (row.queuedMs !== null) this.child(`q\0${route}`, () => this.queued.labels({ route })).observe(row.queuedMs / 1000)
+  }
+
+  /**
+   * A labelled series, looked up once: prom-client hashes the label object on every call
+   * otherwise. Label values are bounded (routes, models, statuses, error codes), so is this.
+   */
+  private child<T>(id: string, make: () => T): T {
+    let found = this.children.get(id) as T | undefined
+    if (found === undefined) {
+      found = make()
+      this.children.set(id, found)
+    }
+    return found
   }
 
   private modelLabel(model: string | null): string {

@@ -50,40 +50,40 @@ export class OpenAIUpstream implements Upstream {
   }
 
   async complete(body: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
-    const call = new Deadline(signal, this.options.totalTimeoutMs)
+    const deadline = new Deadline(this.options.totalTimeoutMs)
     try {
-      const res = await this.post(body, call.signal, false)
-      return await readCapped(res.body as unknown as Body | null, MAX_RESPONSE_BYTES)
+      const res = await this.post(body, signal, false, deadline)
+      return await readCapped(deadline.guard(res.body as unknown as Body | null), MAX_RESPONSE_BYTES)
     } catch (err) {
-      throw this.toGatewayError(err, signal, call)
+      throw this.toGatewayError(err, signal, deadline)
     } finally {
-      call.end()
+      deadline.end()
     }
   }
 
   async stream(body: Uint8Array, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
-    const call = new Deadline(signal, this.options.totalTimeoutMs)
-    let res: Response
+    const deadline = new Deadline(this.options.totalTimeoutMs)
+    let stream: Body | null
     try {
-      res = await this.post(body, call.signal, true)
+      stream = deadline.guard((await this.post(body, signal, true, deadline)).body as unknown as Body | null)
     } catch (err) {
-      call.end()
-      throw this.toGatewayError(err, signal, call)
+      deadline.end()
+      throw this.toGatewayError(err, signal, deadline)
     }
-    const stream = res.body as unknown as Body | null
     if (!stream) {
-      call.end()
+      deadline.end()
       throw upstreamError(502, 'The upstream sent an empty stream', 'upstream_malformed')
     }
-    const mapError = (err: unknown) => this.toGatewayError(err, signal, call)
+    const source = stream
+    const mapError = (err: unknown) => this.toGatewayError(err, signal, deadline)
     return (async function* relay() {
       try {
-        for await (const chunk of stream) yield chunk
+        for await (const chunk of source) yield chunk
       } catch (err) {
         throw mapError(err)
       } finally {
-        call.end()
-        stream.destroy?.() // a client that left early must close the upstream connection too
+        deadline.end()
+        source.destroy?.() // a client that left early must close the upstream connection too
       }
     })()
   }
@@ -102,9 +102,15 @@ export class OpenAIUpstream implements Upstream {
     return this.closeTransport()
   }
 
-  private post(body: Uint8Array, signal: AbortSignal, stream: boolean): Promise<Response> {
+  /**
+   * The client's signal goes to the SDK as is (it aborts the SDK's own controller, the one
+   * signal the transport sees); the SDK's timer covers the wait for headers, the Deadline
+   * the body.
+   */
+  private post(body: Uint8Array, signal: AbortSignal, stream: boolean, deadline: Deadline): Promise<Response> {
+    const timeout = Math.max(1, Math.min(this.options.firstByteTimeoutMs, deadline.remainingMs()))
     return this.client
-      .post('/chat/completions', { body, headers: JSON_HEADERS, signal, stream } as never)
+      .post('/chat/completions', { body, headers: JSON_HEADERS, signal, stream, timeout } as never)
       .asResponse()
   }
 
@@ -148,33 +154,37 @@ export class OpenAIUpstream implements Upstream {
 }
 
 /**
- * One upstream call's signal: aborted when the client leaves or the whole-request deadline
- * passes. A plain controller and one timer, cleared at the end of the call (cheaper than
- * AbortSignal.any + AbortSignal.timeout, which leave work for the garbage collector).
+ * One call's whole-request deadline. Until the headers arrive the SDK's own timeout enforces
+ * it; after that one timer destroys the body, so a stalled upstream cannot hold the call.
+ * No extra AbortController per call: creating signals was a measurable share of the CPU.
  */
 class Deadline {
-  readonly signal: AbortSignal
   expired = false
-  private readonly controller = new AbortController()
-  private readonly timer: NodeJS.Timeout
-  private readonly onClientAbort = () => this.controller.abort()
+  private readonly endsAt: number
+  private timer: NodeJS.Timeout | null = null
 
-  constructor(
-    private readonly client: AbortSignal,
-    ms: number,
-  ) {
-    this.signal = this.controller.signal
-    this.timer = setTimeout(() => {
-      this.expired = true
-      this.controller.abort()
-    }, ms)
-    if (client.aborted) this.controller.abort()
-    else client.addEventListener('abort', this.onClientAbort, { once: true })
+  constructor(ms: number) {
+    this.endsAt = performance.now() + ms
+  }
+
+  remainingMs(): number {
+    return Math.ceil(this.endsAt - performance.now())
+  }
+
+  /** Arms the timer over a Node stream body (the pooled transport's; the built-in mock answers at once). */
+  guard(body: Body | null): Body | null {
+    if (body?.destroy) {
+      const destroy = body.destroy.bind(body)
+      this.timer = setTimeout(() => {
+        this.expired = true
+        destroy(new Error('upstream deadline passed'))
+      }, Math.max(0, this.remainingMs()))
+    }
+    return body
   }
 
   end(): void {
-    clearTimeout(this.timer)
-    this.client.removeEventListener('abort', this.onClientAbort)
+    if (this.timer !== null) clearTimeout(this.timer)
   }
 }
 
@@ -191,7 +201,7 @@ export function retryAfterMs(headers: Headers | undefined, now = Date.now()): nu
 }
 
 /** A response body: a web stream (the mock provider's) or a Node stream (the pooled transport's). */
-type Body = AsyncIterable<Uint8Array> & { cancel?(): Promise<void>; destroy?(): void }
+type Body = AsyncIterable<Uint8Array> & { cancel?(): Promise<void>; destroy?(err?: Error): void }
 
 async function readCapped(body: Body | null, cap: number): Promise<Uint8Array> {
   if (!body) return new Uint8Array(0)

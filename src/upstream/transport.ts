@@ -35,21 +35,44 @@ class PooledResponse {
   }
 }
 
-function toHeaders(raw: Record<string, string | string[] | undefined>): Headers {
-  const headers = new Headers()
-  for (const [name, value] of Object.entries(raw)) {
-    if (Array.isArray(value)) for (const v of value) headers.append(name, v)
-    else if (value !== undefined) headers.append(name, value)
+/**
+ * The response headers, read-only, over undici's plain object (names already lowercase).
+ * A web `Headers` costs a validated append per header on every response, and the SDK copies
+ * it again (`entries()`) for a log line it never prints.
+ */
+class ResponseHeaders {
+  readonly #raw: Record<string, string | string[] | undefined>
+
+  constructor(raw: Record<string, string | string[] | undefined>) {
+    this.#raw = raw
   }
-  return headers
+
+  get(name: string): string | null {
+    const value = this.#raw[name.toLowerCase()]
+    if (value === undefined) return null
+    return Array.isArray(value) ? value.join(', ') : value
+  }
+
+  has(name: string): boolean {
+    return this.#raw[name.toLowerCase()] !== undefined
+  }
+
+  *entries(): IterableIterator<[string, string]> {
+    for (const name of Object.keys(this.#raw)) {
+      const value = this.get(name)
+      if (value !== null) yield [name, value]
+    }
+  }
+
+  [Symbol.iterator](): IterableIterator<[string, string]> {
+    return this.entries()
+  }
+
+  forEach(fn: (value: string, name: string) => void): void {
+    for (const [name, value] of this.entries()) fn(value, name)
+  }
 }
 
-function fromHeaders(init: RequestInit["headers"]): Record<string, string> {
-  if (!init) return {}
-  if (init instanceof Headers) return Object.fromEntries(init)
-  if (Array.isArray(init)) return Object.fromEntries(init)
-  return init as Record<string, string>
-}
 
 /**
  * The upstream transport: a `fetch` over undici's pooled keep-alive `request`. Redirects are
@@ -68,12 +91,12 @@ export function createPooledFetch(options: { connections?: number } = {}): { fet
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url
     const res = await request(url, {
       method: (init.method ?? 'GET') as 'GET',
-      headers: fromHeaders(init.headers),
+      headers: init.headers as Iterable<[string, string]> | Record<string, string> | undefined,
       body: init.body as string | Buffer | Uint8Array | null | undefined,
       signal: init.signal ?? undefined,
       dispatcher,
     })
-    return new PooledResponse(res.statusCode, toHeaders(res.headers), res.body, url) as unknown as Response
+    return new PooledResponse(res.statusCode, new ResponseHeaders(res.headers) as unknown as Headers, res.body, url) as unknown as Response
   }
   return { fetch: pooledFetch as typeof fetch, close: () => dispatcher.close() }
 }
