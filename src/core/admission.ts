@@ -4,7 +4,7 @@ import { rateLimited } from './errors.js'
 import { formatReset, H } from './headers.js'
 import type { FairQueue } from './queue.js'
 import { SlidingWindow } from './sliding-window.js'
-import { clampTo, reservationOf, type PreparedChat } from './chat-request.js'
+import { clampTo, countPrompt, reservationOf, type PreparedChat } from './chat-request.js'
 import type { ApiKey, Limits, Usage } from './types.js'
 
 /** Below this many completion tokens a clamped request is refused instead. */
@@ -21,12 +21,28 @@ export interface Admission {
 interface KeyWindows {
   requests: SlidingWindow
   tokens: SlidingWindow
+  /** This key's requests in flight whose prompt is still reserved at its byte bound. */
+  uncounted: Set<Held>
+}
+
+/** What an admitted request holds against its key's token limits. */
+interface Held {
+  prepared: PreparedChat
+  reservation: Reservation
+  tokenEntry: number
 }
 
 /**
  * Per-key admission in a fixed order: requests per minute, then the daily budget and tokens
  * per minute (reserve now, settle later), then a slot in the fair queue. Each check is one
  * synchronous step, so concurrent requests cannot slip past a limit between check and take.
+ *
+ * A prompt is first reserved at an upper bound (its UTF-8 size), which costs no tokenizer.
+ * The moment a token limit would not fit, this request's prompt and those of the key's
+ * requests in flight are counted by the tokenizer, their reservations shrink to that, and
+ * only then is the limit decided. So every refusal, clamp and wait is what it would be had
+ * every prompt been counted from the start; only the remaining-tokens headers of a key far
+ * from its limits read lower while requests are in flight.
  */
 export class AdmissionControl {
   private readonly windows = new Map<string, KeyWindows>()
@@ -46,6 +62,7 @@ export class AdmissionControl {
         throw rateLimited(`Rate limit reached: ${limits.rpm} requests per minute`, 'rate_limit_exceeded', wait, this.headers(key.id, limits, now))
       }
     }
+    if (!prepared.promptCounted && !this.fits(key.id, w, limits, prepared, now)) this.countPrompts(w, prepared, now)
     const reservation = this.reserve(key, limits, prepared, now)
     let tokenEntry = -1
     if (limits.tpm !== null) {
@@ -59,13 +76,19 @@ export class AdmissionControl {
         throw rateLimited(`Rate limit reached: ${limits.tpm} tokens per minute`, 'tokens_rate_limit_exceeded', r, this.headers(key.id, limits, now))
       }
     }
+    const held: Held = { prepared, reservation, tokenEntry }
+    if (!prepared.promptCounted) w.uncounted.add(held)
+    const release = (used: number) => {
+      const at = this.clock.now()
+      w.uncounted.delete(held)
+      this.ledger.settle(reservation, used, at)
+      if (tokenEntry >= 0) w.tokens.settle(tokenEntry, used, at)
+    }
     let slot
     try {
       slot = await this.queue.acquire(key.id, limits.concurrency, opts)
     } catch (err) {
-      const at = this.clock.now()
-      this.ledger.settle(reservation, 0, at)
-      if (tokenEntry >= 0) w.tokens.settle(tokenEntry, 0, at)
+      release(0)
       throw err
     }
     const headers = this.headers(key.id, limits, this.clock.now())
@@ -76,12 +99,28 @@ export class AdmissionControl {
       settle: (usage: Usage) => {
         if (settled) return
         settled = true
-        const at = this.clock.now()
-        this.ledger.settle(reservation, usage.totalTokens, at)
-        if (tokenEntry >= 0) w.tokens.settle(tokenEntry, usage.totalTokens, at)
+        release(usage.totalTokens)
         slot.release()
       },
     }
+  }
+
+  /** Whether the request's reservation fits both token limits as things stand. */
+  private fits(keyId: string, w: KeyWindows, limits: Limits, prepared: PreparedChat, now: number): boolean {
+    const amount = reservationOf(prepared)
+    return this.ledger.fits(keyId, amount, limits.dailyTokens, now) && (limits.tpm === null || w.tokens.waitFor(now, amount, limits.tpm) === 0)
+  }
+
+  /** Counts this prompt and the key's in-flight ones still held at their bound; shrinks those reservations. */
+  private countPrompts(w: KeyWindows, prepared: PreparedChat, now: number): void {
+    countPrompt(prepared)
+    for (const held of w.uncounted) {
+      countPrompt(held.prepared)
+      const amount = reservationOf(held.prepared)
+      this.ledger.resize(held.reservation, amount, now)
+      if (held.tokenEntry >= 0) w.tokens.settle(held.tokenEntry, amount, now)
+    }
+    w.uncounted.clear()
   }
 
   private reserve(key: ApiKey, limits: Limits, prepared: PreparedChat, now: number): Reservation {
@@ -143,7 +182,7 @@ export class AdmissionControl {
   private windowsOf(keyId: string): KeyWindows {
     let w = this.windows.get(keyId)
     if (!w) {
-      w = { requests: new SlidingWindow(), tokens: new SlidingWindow() }
+      w = { requests: new SlidingWindow(), tokens: new SlidingWindow(), uncounted: new Set() }
       this.windows.set(keyId, w)
     }
     return w

@@ -4,7 +4,7 @@ import type { Store } from '../storage/store.js'
 export interface Reservation {
   readonly keyId: string
   readonly day: string
-  readonly amount: number
+  amount: number
   settled: boolean
 }
 
@@ -49,11 +49,23 @@ export class BudgetLedger {
 
   /** Reserves `amount`, or returns null when the budget cannot cover it. */
   reserve(keyId: string, amount: number, limit: number | null, now: number): Reservation | null {
-    const day = this.roll(now)
-    const reserved = this.reserved.get(keyId) ?? 0
-    if (limit !== null && (this.spent.get(keyId) ?? 0) + reserved + amount > limit) return null
-    this.reserved.set(keyId, reserved + amount)
-    return { keyId, day, amount, settled: false }
+    if (!this.fits(keyId, amount, limit, now)) return null
+    this.reserved.set(keyId, (this.reserved.get(keyId) ?? 0) + amount)
+    return { keyId, day: this.day, amount, settled: false }
+  }
+
+  /** Changes an unsettled reservation's amount (a smaller, better estimate). */
+  resize(reservation: Reservation, amount: number, now: number): void {
+    this.roll(now)
+    if (reservation.settled || reservation.day !== this.day) return
+    this.reserved.set(reservation.keyId, (this.reserved.get(reservation.keyId) ?? 0) + amount - reservation.amount)
+    reservation.amount = amount
+  }
+
+  /** Whether `amount` more would fit under `limit` now (the check `reserve` makes). */
+  fits(keyId: string, amount: number, limit: number | null, now: number): boolean {
+    this.roll(now)
+    return limit === null || (this.spent.get(keyId) ?? 0) + (this.reserved.get(keyId) ?? 0) + amount <= limit
   }
 
   /** Replaces the reservation by what was really used. Idempotent. */

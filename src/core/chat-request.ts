@@ -1,5 +1,5 @@
 import { badRequest, forbidden } from './errors.js'
-import { countPromptTokens, withMargin } from './tokens.js'
+import { countPromptTokens, promptTokenBound, withMargin } from './tokens.js'
 import type { ApiKey, Limits } from './types.js'
 
 /** The most messages and the deepest JSON the gateway accepts: beyond, no upstream takes it either. */
@@ -14,8 +14,12 @@ export interface PreparedChat {
   stream: boolean
   /** Did the client ask for the usage chunk of a stream itself? */
   clientWantsUsage: boolean
-  /** Estimated prompt tokens (tokenizer, plus margin). */
+  /**
+   * Prompt tokens to reserve, margin included: an upper bound from the text's UTF-8 size
+   * until `countPrompt` replaces it with the tokenizer's estimate (`promptCounted`).
+   */
   promptTokens: number
+  promptCounted: boolean
   /** max_tokens per choice, after the gateway filled in or capped it. */
   maxTokens: number
   n: number
@@ -121,8 +125,8 @@ export function prepareCompletion(json: unknown, raw: Uint8Array, key: ApiKey, l
     body.stream_options = { ...(body.stream_options as object | undefined), include_usage: true }
     changed = true
   }
-  const promptTokens = withMargin(countPromptTokens(body.messages, [body.tools, body.functions, body.response_format]))
-  return { model, stream, clientWantsUsage, promptTokens, maxTokens, n, body, raw: changed ? null : raw }
+  const promptTokens = withMargin(promptTokenBound(body.messages, promptExtras(body)))
+  return { model, stream, clientWantsUsage, promptTokens, promptCounted: false, maxTokens, n, body, raw: changed ? null : raw }
 }
 
 /** The seed's `POST /chat` body: `{message, max_tokens = 500}`. */
@@ -143,12 +147,29 @@ export function prepareSeedChat(json: unknown, key: ApiKey, limits: Limits, mode
     model,
     stream: false,
     clientWantsUsage: false,
-    promptTokens: withMargin(countPromptTokens(messages)),
+    promptTokens: withMargin(promptTokenBound(messages)),
+    promptCounted: false,
     maxTokens,
     n: 1,
     body: { model, messages, max_tokens: maxTokens },
     raw: null,
   }
+}
+
+/** What besides the messages the upstream counts as prompt. */
+function promptExtras(body: Record<string, unknown>): unknown[] {
+  return [body.tools, body.functions, body.response_format]
+}
+
+/**
+ * Replaces the prompt's upper bound by the tokenizer's estimate (never larger, so a
+ * reservation only shrinks). Returns whether anything was counted.
+ */
+export function countPrompt(prepared: PreparedChat): boolean {
+  if (prepared.promptCounted) return false
+  prepared.promptCounted = true
+  prepared.promptTokens = withMargin(countPromptTokens(prepared.body.messages as unknown[], promptExtras(prepared.body)))
+  return true
 }
 
 /** Lowers max_tokens so the reservation fits what the budget still covers. */

@@ -31,7 +31,13 @@ function loadRanks(): (string | number[])[] {
   return ranks
 }
 
-const encoding = GptEncoding.getEncodingApi('o200k_base', loadRanks)
+/**
+ * Loaded on first use: admission reserves on a byte bound and counts only when a limit is
+ * near (see `promptTokenBound`), so a gateway far from its limits never pays the table's
+ * ~40 MB of resident memory.
+ */
+let encoding: GptEncoding | null = null
+const tokenizer = (): GptEncoding => (encoding ??= GptEncoding.getEncodingApi('o200k_base', loadRanks))
 
 /**
  * Token counting with a real BPE tokenizer (o200k_base, the gpt-4o family's). Used to
@@ -39,10 +45,10 @@ const encoding = GptEncoding.getEncodingApi('o200k_base', loadRanks)
  * other model families differ a little, which the reservation margin absorbs.
  */
 export function countTextTokens(text: string): number {
-  if (text.length <= PIECE) return text.length === 0 ? 0 : encoding.countTokens(text)
+  if (text.length <= PIECE) return text.length === 0 ? 0 : tokenizer().countTokens(text)
   let total = 0
   for (let start = 0; start < text.length; ) {
-    total += encoding.countTokens(text.slice(start, (start = pieceEnd(text, start))))
+    total += tokenizer().countTokens(text.slice(start, (start = pieceEnd(text, start))))
   }
   return total
 }
@@ -74,31 +80,47 @@ const IMAGE_TOKENS = 1_500
 
 /** Prompt tokens of a chat request: message text, names, tool calls and tool definitions. */
 export function countPromptTokens(messages: readonly unknown[], extra: readonly unknown[] = []): number {
+  return countPrompt(messages, extra, countTextTokens)
+}
+
+/**
+ * An upper bound of `countPromptTokens` without the tokenizer: a byte-level BPE token holds
+ * at least one UTF-8 byte, so a text's byte length bounds its token count.
+ */
+export function promptTokenBound(messages: readonly unknown[], extra: readonly unknown[] = []): number {
+  return countPrompt(messages, extra, utf8Length)
+}
+
+function utf8Length(text: string): number {
+  return Buffer.byteLength(text, 'utf8')
+}
+
+function countPrompt(messages: readonly unknown[], extra: readonly unknown[], count: (text: string) => number): number {
   let total = PER_REPLY
   for (const m of messages) {
     total += PER_MESSAGE
     if (m === null || typeof m !== 'object') continue
     const msg = m as Record<string, unknown>
     for (const [field, value] of Object.entries(msg)) {
-      if (field === 'content') total += countContent(value)
-      else if (typeof value === 'string') total += countTextTokens(value)
-      else if (value !== null && typeof value === 'object') total += countTextTokens(JSON.stringify(value))
+      if (field === 'content') total += countContent(value, count)
+      else if (typeof value === 'string') total += count(value)
+      else if (value !== null && typeof value === 'object') total += count(JSON.stringify(value))
     }
   }
-  for (const e of extra) if (e !== undefined && e !== null) total += countTextTokens(JSON.stringify(e))
+  for (const e of extra) if (e !== undefined && e !== null) total += count(JSON.stringify(e))
   return total
 }
 
-function countContent(content: unknown): number {
-  if (typeof content === 'string') return countTextTokens(content)
+function countContent(content: unknown, count: (text: string) => number): number {
+  if (typeof content === 'string') return count(content)
   if (!Array.isArray(content)) return 0
   let total = 0
   for (const part of content) {
     if (part === null || typeof part !== 'object') continue
     const p = part as Record<string, unknown>
-    if (typeof p.text === 'string') total += countTextTokens(p.text)
+    if (typeof p.text === 'string') total += count(p.text)
     else if (p.type === 'image_url' || p.type === 'input_image') total += IMAGE_TOKENS
-    else total += countTextTokens(JSON.stringify(p))
+    else total += count(JSON.stringify(p))
   }
   return total
 }

@@ -95,7 +95,13 @@ function json(status: number, value: unknown): Response {
 }
 
 /** An OpenAI-compatible server in a function: POST …/chat/completions and GET …/models. */
+/** Loads the tokenizer the mock's usage figures come from now, not inside its first answer. */
+export function warmMockProvider(): void {
+  countTextTokens('warm')
+}
+
 export function createMockFetch(): typeof fetch {
+  warmMockProvider()
   let counter = 0
   return async (input, init) => {
     const url = new URL(typeof input === 'string' ? input : input instanceof URL ? input.href : input.url)

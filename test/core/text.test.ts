@@ -5,7 +5,7 @@ import { csvCell, neutraliseCell } from '../../src/core/csv.js'
 import { formatReset } from '../../src/core/headers.js'
 import { Pricing } from '../../src/core/pricing.js'
 import { eventData, SseSplitter } from '../../src/core/sse.js'
-import { countPromptTokens } from '../../src/core/tokens.js'
+import { countPromptTokens, promptTokenBound } from '../../src/core/tokens.js'
 
 describe('formula neutralising', () => {
   it.each([
@@ -98,6 +98,30 @@ describe('prompt token estimate', () => {
     expect(text).toBeGreaterThan(2 + 4)
     const image = countPromptTokens([{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:' } }] }])
     expect(image).toBeGreaterThan(1_000)
+  })
+
+  it('bounds the tokenizer\'s count from above by UTF-8 size, for any script, emoji, code or tool call', () => {
+    const texts = [
+      'hello world',
+      'Ünïcödé façade — naïve café, 東京の天気は晴れです。Привет, как дела? مرحبا',
+      '👩‍👩‍👧‍👦🏳️‍🌈🤖💡 '.repeat(50),
+      'function f(x) { return x.map((y) => y * 2).filter(Boolean) }\n'.repeat(20),
+      'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'.repeat(40),
+      '\ud800 lone surrogate \udfff',
+      '0123456789'.repeat(300),
+    ]
+    for (const content of texts) {
+      const messages = [
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content, name: 'ann' },
+        { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: JSON.stringify({ q: content.slice(0, 80) }) } }] },
+        { role: 'user', content: [{ type: 'text', text: content }, { type: 'image_url', image_url: { url: 'data:' } }] },
+      ]
+      const tools = [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { q: { type: 'string' } } } } }]
+      const counted = countPromptTokens(messages, [tools])
+      const bound = promptTokenBound(messages, [tools])
+      expect(bound, content.slice(0, 20)).toBeGreaterThanOrEqual(counted)
+    }
   })
 })
 

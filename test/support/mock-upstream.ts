@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
-import { mockChunks, mockCompletion, MOCK_MODELS } from '../../src/upstream/mock-provider.js'
+import { mockChunks, mockCompletion, MOCK_MODELS, warmMockProvider } from '../../src/upstream/mock-provider.js'
 
 /** What the mock does with the next chat request; `normal` when nothing is scripted. */
 export type Behavior =
@@ -45,6 +45,7 @@ function toolCallChunks(body: Record<string, unknown>): object[] {
 
 /** A real HTTP server speaking OpenAI's chat completions and models API, scripted per request. */
 export async function startMockUpstream(): Promise<MockUpstream> {
+  warmMockProvider() // tests time the first answer against short upstream timeouts
   const queue: Behavior[] = []
   const sockets = new Set<Socket>()
   const state: MockUpstream = {
