@@ -13,8 +13,6 @@ export interface CreateAppOptions extends AppServices {
   clock: Clock
   /** Model of the seed's /chat route. */
   model: string
-  /** Logs unexpected errors (never a secret: messages only). */
-  onUnexpected?: (err: unknown) => void
 }
 
 /**
@@ -45,7 +43,7 @@ export function createApp(services: CreateAppOptions): Hono<AppEnv> {
   app.notFound((c) => respond(c, notFound('No route for this method and path')))
   app.onError((err, c) => {
     if (err instanceof GatewayError) return respond(c, err)
-    services.onUnexpected?.(err)
+    services.onUnexpected(err)
     return respond(c, new GatewayError(500, 'server_error', 'internal_error', 'The gateway failed to handle the request'))
   })
   return app

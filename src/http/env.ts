@@ -19,6 +19,8 @@ export interface AppServices {
   usage: UsageReports
   metrics: Metrics
   options: AppOptions
+  /** Logs unexpected errors (never a secret: messages only). */
+  onUnexpected: (err: unknown) => void
 }
 
 /** Hono's typed context: `c.var.record`, `c.var.key`; node bindings when served over a socket. */

@@ -3,27 +3,13 @@ import { prepareCompletion } from '../../core/chat-request.js'
 import { H } from '../../core/headers.js'
 import { readJson } from '../body.js'
 import type { AppEnv, AppServices } from '../env.js'
+import { streamResponse } from '../stream-response.js'
 import { queueTimeoutOf } from './queue-timeout.js'
 
 const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' }
 
-/** An async iterable as a response body; cancelling the body (client gone) returns the iterator. */
-function toReadable(source: AsyncIterable<Uint8Array>): ReadableStream<Uint8Array> {
-  const it = source[Symbol.asyncIterator]()
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      const { value, done } = await it.next()
-      if (done) controller.close()
-      else controller.enqueue(value)
-    },
-    async cancel() {
-      await it.return?.()
-    },
-  })
-}
-
 /** OpenAI's chat completions, JSON and SSE, forwarded to the upstream. */
-export function completionRoutes({ gateway, options }: AppServices): Hono<AppEnv> {
+export function completionRoutes({ gateway, options, onUnexpected }: AppServices): Hono<AppEnv> {
   return new Hono<AppEnv>().post('/v1/chat/completions', async (c) => {
     const { json, raw } = await readJson(c, options.bodyLimit)
     const key = c.var.key
@@ -32,8 +18,10 @@ export function completionRoutes({ gateway, options }: AppServices): Hono<AppEnv
     const prepared = prepareCompletion(json, raw, key, gateway.limitsOf(key))
     const queueTimeoutMs = queueTimeoutOf(c.req.header(H.queueTimeout))
     if (prepared.stream) {
+      const outgoing = c.env?.outgoing
+      if (!outgoing) throw new Error('streamed responses need the Node server')
       const result = await gateway.stream(c.var.record, key, prepared, c.req.raw.signal, queueTimeoutMs)
-      return new Response(toReadable(result.body), { status: 200, headers: { ...SSE_HEADERS, ...result.headers, [H.requestId]: c.var.record.requestId } })
+      return streamResponse(outgoing, 200, { ...SSE_HEADERS, ...result.headers, [H.requestId]: c.var.record.requestId }, result.body, onUnexpected)
     }
     const result = await gateway.complete(c.var.record, key, prepared, c.req.raw.signal, queueTimeoutMs)
     const headers: Record<string, string> = { 'content-type': 'application/json', ...result.headers, [H.requestId]: c.var.record.requestId }
