@@ -1,6 +1,6 @@
 /** `gateway db migrate`: the real binary creating and upgrading a SQLite file. */
 import Database from 'better-sqlite3'
-import { existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
@@ -50,6 +50,37 @@ describe('db migrate', () => {
     const created = await runJson<{ id: string }>(['keys', 'create', '--name', 'survivor', '--db', db])
     expect((await runCli(['db', 'migrate', '--db', db])).code).toBe(0)
     expect((await runJson<{ id: string }>(['keys', 'show', 'survivor', '--db', db])).json.id).toBe(created.json.id)
+  })
+
+  it('upgrades a log written before request_log dropped AUTOINCREMENT: rows, ids and order kept', async () => {
+    // A database as the first release left it: only migration 0000 applied, with log rows.
+    const first = join(dir, 'migrations-0000')
+    mkdirSync(join(first, 'meta'), { recursive: true })
+    cpSync(join(MIGRATIONS, '0000_init.sql'), join(first, '0000_init.sql'))
+    const journal = JSON.parse(readFileSync(join(MIGRATIONS, 'meta', '_journal.json'), 'utf8'))
+    writeFileSync(join(first, 'meta', '_journal.json'), JSON.stringify({ ...journal, entries: journal.entries.slice(0, 1) }))
+    const file = join(dir, 'old.db')
+    const old = new Database(file)
+    const { drizzle } = await import('drizzle-orm/better-sqlite3')
+    const { migrate } = await import('drizzle-orm/better-sqlite3/migrator')
+    migrate(drizzle({ client: old }), { migrationsFolder: first })
+    const insert = old.prepare("insert into request_log (timestamp, request_id, ip, method, route, status, latency_ms, day) values (?, ?, '127.0.0.1', 'POST', '/v1/chat/completions', 200, 1.5, '2026-11-26')")
+    for (let i = 0; i < 3; i++) insert.run(`2026-11-26T10:00:0${i}.000Z`, `req_old_${i}`)
+    expect(old.prepare("select sql from sqlite_master where name = 'request_log'").pluck().get()).toMatch(/AUTOINCREMENT/)
+    old.close()
+
+    expect((await runCli(['db', 'migrate', '--db', file])).code).toBe(0)
+    const upgraded = new Database(file)
+    expect(upgraded.prepare("select sql from sqlite_master where name = 'request_log'").pluck().get()).not.toMatch(/AUTOINCREMENT/)
+    upgraded.prepare("insert into request_log (timestamp, request_id, ip, method, route, status, latency_ms, day) values ('2026-11-26T10:00:09.000Z', 'req_new', '127.0.0.1', 'POST', '/v1/chat/completions', 200, 1.5, '2026-11-26')").run()
+    expect(upgraded.prepare('select id, request_id from request_log order by id').all()).toEqual([
+      { id: 1, request_id: 'req_old_0' },
+      { id: 2, request_id: 'req_old_1' },
+      { id: 3, request_id: 'req_old_2' },
+      { id: 4, request_id: 'req_new' },
+    ])
+    expect(upgraded.prepare("select count(*) from sqlite_master where name in ('request_log_timestamp', 'request_log_key_timestamp')").pluck().get()).toBe(2)
+    upgraded.close()
   })
 
   it('fails with a message and a non-zero exit when the path cannot be a database', async () => {

@@ -54,7 +54,7 @@ export const dailyUsage = sqliteTable(
 export const requestLog = sqliteTable(
   'request_log',
   {
-    id: integer('id').primaryKey({ autoIncrement: true }),
+    id: integer('id').primaryKey(),
     timestamp: text('timestamp').notNull(),
     requestId: text('request_id').notNull(),
     keyId: text('key_id'),
