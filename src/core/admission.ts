@@ -46,6 +46,8 @@ interface Held {
  */
 export class AdmissionControl {
   private readonly windows = new Map<string, KeyWindows>()
+  private readonly policies = new WeakMap<Limits, string>()
+  private resetIso: { ms: number; iso: string } | null = null
 
   constructor(
     private readonly clock: Clock,
@@ -145,38 +147,57 @@ export class AdmissionControl {
   /** OpenAI's x-ratelimit-* headers, the daily budget's, and the IETF draft's RateLimit pair. */
   headers(keyId: string, limits: Limits, now: number): Record<string, string> {
     const out: Record<string, string> = {}
-    const policy: string[] = []
     const state: string[] = []
-    /** One limit: its OpenAI-style headers (if it has names for them) and its IETF entries. */
-    const add = (name: string, limit: number, remaining: number, resetMs: number, windowS: number, openai?: [string, string, string]) => {
-      if (openai) {
-        out[openai[0]] = String(limit)
-        out[openai[1]] = String(remaining)
-        out[openai[2]] = formatReset(resetMs)
-      }
-      policy.push(`"${name}";q=${limit};w=${windowS}`)
-      state.push(`"${name}";r=${remaining};t=${Math.ceil(resetMs / 1000)}`)
-    }
     const w = this.windowsOf(keyId)
     if (limits.rpm !== null) {
-      add('requests', limits.rpm, Math.max(0, limits.rpm - w.requests.used(now)), w.requests.resetIn(now), 60, [H.limitRequests, H.remainingRequests, H.resetRequests])
+      const remaining = Math.max(0, limits.rpm - w.requests.used(now))
+      const resetMs = w.requests.resetIn(now)
+      out[H.limitRequests] = String(limits.rpm)
+      out[H.remainingRequests] = String(remaining)
+      out[H.resetRequests] = formatReset(resetMs)
+      state.push(`"requests";r=${remaining};t=${Math.ceil(resetMs / 1000)}`)
     }
     if (limits.tpm !== null) {
-      add('tokens', limits.tpm, Math.max(0, limits.tpm - w.tokens.used(now)), w.tokens.resetIn(now), 60, [H.limitTokens, H.remainingTokens, H.resetTokens])
+      const remaining = Math.max(0, limits.tpm - w.tokens.used(now))
+      const resetMs = w.tokens.resetIn(now)
+      out[H.limitTokens] = String(limits.tpm)
+      out[H.remainingTokens] = String(remaining)
+      out[H.resetTokens] = formatReset(resetMs)
+      state.push(`"tokens";r=${remaining};t=${Math.ceil(resetMs / 1000)}`)
     }
     if (limits.dailyTokens !== null) {
       const s = this.ledger.state(keyId, now)
       const remaining = Math.max(0, limits.dailyTokens - s.spent - s.reserved)
-      add('daily-tokens', limits.dailyTokens, remaining, s.resetAt - now, 86_400)
+      state.push(`"daily-tokens";r=${remaining};t=${Math.ceil((s.resetAt - now) / 1000)}`)
       out[H.budgetLimit] = String(limits.dailyTokens)
       out[H.budgetRemaining] = String(remaining)
-      out[H.budgetReset] = new Date(s.resetAt).toISOString()
+      out[H.budgetReset] = this.isoOf(s.resetAt)
     }
-    if (policy.length > 0) {
-      out[H.rateLimitPolicy] = policy.join(', ')
+    if (state.length > 0) {
+      out[H.rateLimitPolicy] = this.policyOf(limits)
       out[H.rateLimit] = state.join(', ')
     }
     return out
+  }
+
+  /** The RateLimit-Policy value: fixed for a key's limits, so built once per limits object. */
+  private policyOf(limits: Limits): string {
+    let policy = this.policies.get(limits)
+    if (policy === undefined) {
+      const parts: string[] = []
+      if (limits.rpm !== null) parts.push(`"requests";q=${limits.rpm};w=60`)
+      if (limits.tpm !== null) parts.push(`"tokens";q=${limits.tpm};w=60`)
+      if (limits.dailyTokens !== null) parts.push(`"daily-tokens";q=${limits.dailyTokens};w=86400`)
+      policy = parts.join(', ')
+      this.policies.set(limits, policy)
+    }
+    return policy
+  }
+
+  /** The budget's reset time, formatted once a day rather than per response. */
+  private isoOf(ms: number): string {
+    if (this.resetIso?.ms !== ms) this.resetIso = { ms, iso: new Date(ms).toISOString() }
+    return this.resetIso.iso
   }
 
   private windowsOf(keyId: string): KeyWindows {

@@ -37,7 +37,7 @@ export function createApp(services: CreateAppOptions): Hono<AppEnv> {
   app.route('/', modelRoutes(services))
   app.route('/', usageRoutes(services, () => services.clock.now()))
   const respond = (c: Context<AppEnv>, e: GatewayError) => {
-    c.var.record.errorCode = e.code
+    c.get('record').errorCode = e.code
     return c.json(e.toJSON(), e.status as 400, e.headers)
   }
   app.notFound((c) => respond(c, notFound('No route for this method and path')))

@@ -23,7 +23,10 @@ export interface AppServices {
   onUnexpected: (err: unknown) => void
 }
 
-/** Hono's typed context: `c.var.record`, `c.var.key`; node bindings when served over a socket. */
+/**
+ * Hono's typed context: `c.get('record')`, `c.get('key')` (not `c.var`, which copies every
+ * variable into a new object on each read); node bindings when served over a socket.
+ */
 export interface AppEnv {
   Bindings: Partial<HttpBindings>
   Variables: {

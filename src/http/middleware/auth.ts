@@ -21,7 +21,7 @@ export function presentedKey(authorization: string | undefined, apiKey: string |
 /** Every route behind it needs a valid key; the record learns whose request it is. */
 export function requireKey(gateway: Gateway): MiddlewareHandler<AppEnv> {
   return async function authMiddleware(c, next) {
-    const record = c.var.record
+    const record = c.get('record')
     gateway.checkIp(record.ip)
     const presented = presentedKey(c.req.header(H.authorization), c.req.header(H.apiKey))
     const key = gateway.authenticate(presented === '' ? null : presented, record.ip)
@@ -33,7 +33,7 @@ export function requireKey(gateway: Gateway): MiddlewareHandler<AppEnv> {
 
 export function requireAdmin(): MiddlewareHandler<AppEnv> {
   return async function adminMiddleware(c, next) {
-    if (!c.var.key.admin) throw forbidden('This route needs an admin key', 'admin_required')
+    if (!c.get('key').admin) throw forbidden('This route needs an admin key', 'admin_required')
     await next()
   }
 }

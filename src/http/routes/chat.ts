@@ -9,10 +9,10 @@ import { queueTimeoutOf } from './queue-timeout.js'
 /** The seed's contract: `{message, max_tokens}` → `{response, tokens_used, latency_ms}`. */
 export function chatRoutes({ gateway, options }: AppServices, model: string): Hono<AppEnv> {
   return new Hono<AppEnv>().post('/chat', async (c) => {
-    c.var.record.model = model // refusals are logged with it too
+    const record = c.get('record')
+    record.model = model // refusals are logged with it too
     const { json } = await readJson(c, options.bodyLimit)
-    const key = c.var.key
-    const record = c.var.record
+    const key = c.get('key')
     const prepared = prepareSeedChat(json, key, gateway.limitsOf(key), model)
     const result = await gateway.complete(record, key, prepared, c.req.raw.signal, queueTimeoutOf(c.req.header(H.queueTimeout)))
     const choice = (result.json.choices as { message?: { content?: unknown } }[] | undefined)?.[0]

@@ -12,20 +12,21 @@ const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache
 export function completionRoutes({ gateway, options, onUnexpected }: AppServices): Hono<AppEnv> {
   return new Hono<AppEnv>().post('/v1/chat/completions', async (c) => {
     const { json, raw } = await readJson(c, options.bodyLimit)
-    const key = c.var.key
+    const key = c.get('key')
+    const record = c.get('record')
     const model = (json as { model?: unknown } | null)?.model
-    if (typeof model === 'string') c.var.record.model = model.slice(0, 256) // refusals are logged with it too
+    if (typeof model === 'string') record.model = model.slice(0, 256) // refusals are logged with it too
     const prepared = prepareCompletion(json, raw, key, gateway.limitsOf(key))
     const queueTimeoutMs = queueTimeoutOf(c.req.header(H.queueTimeout))
     if (prepared.stream) {
       const outgoing = c.env?.outgoing
       if (!outgoing) throw new Error('streamed responses need the Node server')
-      const result = await gateway.stream(c.var.record, key, prepared, c.req.raw.signal, queueTimeoutMs)
-      return streamResponse(outgoing, 200, { ...SSE_HEADERS, ...result.headers, [H.requestId]: c.var.record.requestId }, result.body, onUnexpected)
+      const result = await gateway.stream(record, key, prepared, c.req.raw.signal, queueTimeoutMs)
+      return streamResponse(outgoing, 200, { ...SSE_HEADERS, ...result.headers, [H.requestId]: record.requestId }, result.body, onUnexpected)
     }
-    const result = await gateway.complete(c.var.record, key, prepared, c.req.raw.signal, queueTimeoutMs)
-    const headers: Record<string, string> = { 'content-type': 'application/json', ...result.headers, [H.requestId]: c.var.record.requestId }
-    if (c.var.record.usage.estimated) headers[H.tokensEstimated] = 'true'
+    const result = await gateway.complete(record, key, prepared, c.req.raw.signal, queueTimeoutMs)
+    const headers: Record<string, string> = { 'content-type': 'application/json', ...result.headers, [H.requestId]: record.requestId }
+    if (record.usage.estimated) headers[H.tokensEstimated] = 'true'
     return new Response(result.bytes, { status: 200, headers })
   })
 }
