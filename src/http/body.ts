@@ -1,5 +1,6 @@
 import type { Context } from 'hono'
 import { badRequest, payloadTooLarge } from '../core/errors.js'
+import { clientClosed } from '../core/queue.js'
 import type { AppEnv } from './env.js'
 
 /**
@@ -10,25 +11,36 @@ export async function readBody(c: Context<AppEnv>, limit: number): Promise<Buffe
   const declared = c.req.header('content-length')
   if (declared !== undefined && Number(declared) > limit) throw payloadTooLarge(limit)
   const incoming = c.env?.incoming
-  const chunks: Buffer[] = []
-  let size = 0
-  const take = (chunk: Uint8Array) => {
-    size += chunk.byteLength
-    if (size > limit) throw payloadTooLarge(limit)
-    chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))
-  }
-  if (incoming && !incoming.readableDidRead) {
-    try {
-      // Not destroyed on an early exit: the socket must live to carry the 413.
-      for await (const chunk of incoming.iterator({ destroyOnReturn: false })) take(chunk as Buffer)
-    } catch (err) {
-      incoming.resume() // discard the rest unread; the 413 closes the connection after it
-      throw err
+  if (!incoming) throw new Error('request bodies are read from the Node server')
+  if (incoming.readableEnded) return Buffer.alloc(0)
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    const done = (err: unknown, body?: Buffer) => {
+      incoming.off('data', onData)
+      incoming.off('end', onEnd)
+      incoming.off('error', onClose)
+      incoming.off('close', onClose)
+      if (err !== null) reject(err)
+      else resolve(body!)
     }
-  } else if (c.req.raw.body) {
-    for await (const chunk of c.req.raw.body as unknown as AsyncIterable<Uint8Array>) take(chunk)
-  }
-  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)
+    const onData = (chunk: Buffer) => {
+      size += chunk.byteLength
+      if (size <= limit) chunks.push(chunk)
+      else {
+        // Not destroyed: the socket must live to carry the 413. The rest is read and dropped
+        // (the stream stays flowing without listeners), and the 413 closes the connection.
+        done(payloadTooLarge(limit))
+      }
+    }
+    const onEnd = () => done(null, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size))
+    const onClose = () => done(clientClosed()) // reset or gone before the body ended (Node says "aborted")
+    // Events, not an async iterator: the iterator's machinery cost more than the read.
+    incoming.on('data', onData)
+    incoming.on('end', onEnd)
+    incoming.on('error', onClose)
+    incoming.on('close', onClose)
+  })
 }
 
 /** The body parsed as JSON; 400 when it is not. */

@@ -5,10 +5,11 @@
  * with memory bounded while it happens.
  */
 import { Agent, request } from 'node:http'
+import { connect } from 'node:net'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { startGateway, NO_LIMITS, type TestGateway } from '../support/gateway.js'
 import { startMockUpstream, type MockUpstream } from '../support/mock-upstream.js'
-import { expectNothingHeld, keyIdOf, rawHttp } from './helpers.js'
+import { expectNothingHeld, keyIdOf, rawHttp, rowFor, sleep } from './helpers.js'
 
 const LIMIT = 256 * 1024
 
@@ -235,6 +236,26 @@ describe('100,000 messages → 400 (or 413 when the body is over the limit)', ()
     } finally {
       await big.stop()
     }
+  })
+})
+
+describe('a client that leaves mid-body', () => {
+  it('is logged once as 499 client_closed, reaches nothing, and the gateway serves the next request', async () => {
+    const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x'.repeat(10_000) }] })
+    const socket = connect(port, '127.0.0.1')
+    await new Promise((r) => socket.once('connect', r))
+    socket.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nX-Request-Id: left-mid-body\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 4_000)}`,
+    )
+    await sleep(50) // the gateway has the headers and part of the body
+    socket.destroy()
+    expect(await rowFor(gw, 'left-mid-body')).toMatchObject({ status: 499, errorCode: 'client_closed_request', totalTokens: 0 })
+    const next = await gw.post('/v1/chat/completions', key, { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })
+    expect(next.status).toBe(200)
+    // That one reached the upstream and spent tokens, as it should: not what afterEach checks.
+    callsBefore = mock.requests.length
+    spentBefore = gw.built.gateway.ledger.state(keyId, Date.now()).spent
   })
 })
 
