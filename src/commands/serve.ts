@@ -7,6 +7,7 @@ import { buildGateway, DEFAULT_SETTINGS, type GatewaySettings } from '../compose
 import { Calendar } from '../core/calendar.js'
 import { badRequest } from '../core/errors.js'
 import { parseLimitValue } from '../core/limits.js'
+import { firstEvent } from '../first-event.js'
 import { startServer } from '../server.js'
 import { csvPathFor } from '../storage/csv-log.js'
 
@@ -88,7 +89,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
     // One compact line: serve runs on, so its JSON is an event stream, not a final document.
     if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify(info)}\n`)
     else this.banner(info, !apiKey, built.store.listKeys().length > 0)
-    await this.untilSignal()
+    await firstEvent(process, ['SIGINT', 'SIGTERM'])
     this.say('gateway: shutting down, letting requests in flight finish…')
     await server.close(parseDuration(f['shutdown-timeout'], '--shutdown-timeout'))
     this.say('gateway: stopped.')
@@ -110,15 +111,4 @@ export default class Serve extends BaseCommand<typeof Serve> {
     }
   }
 
-  private untilSignal(): Promise<void> {
-    return new Promise((resolve) => {
-      const stop = () => {
-        process.off('SIGINT', stop)
-        process.off('SIGTERM', stop)
-        resolve()
-      }
-      process.on('SIGINT', stop)
-      process.on('SIGTERM', stop)
-    })
-  }
 }

@@ -10,6 +10,19 @@ import type { ApiKey, Limits, Usage } from './types.js'
 /** Below this many completion tokens a clamped request is refused instead. */
 export const CLAMP_FLOOR = 16
 
+const REQUEST_HEADERS = [H.limitRequests, H.remainingRequests, H.resetRequests] as const
+const TOKEN_HEADERS = [H.limitTokens, H.remainingTokens, H.resetTokens] as const
+
+/** One per-minute window's OpenAI-style headers (limit, remaining, reset) and its RateLimit entry. */
+function perMinute(out: Record<string, string>, state: string[], name: string, limit: number, window: SlidingWindow, names: readonly [string, string, string], now: number): void {
+  const remaining = Math.max(0, limit - window.used(now))
+  const resetMs = window.resetIn(now)
+  out[names[0]] = String(limit)
+  out[names[1]] = String(remaining)
+  out[names[2]] = formatReset(resetMs)
+  state.push(`"${name}";r=${remaining};t=${Math.ceil(resetMs / 1000)}`)
+}
+
 /** A request let through: its slot, its reservations, and the rate-limit headers to send. */
 export interface Admission {
   readonly queuedMs: number
@@ -149,22 +162,8 @@ export class AdmissionControl {
     const out: Record<string, string> = {}
     const state: string[] = []
     const w = this.windowsOf(keyId)
-    if (limits.rpm !== null) {
-      const remaining = Math.max(0, limits.rpm - w.requests.used(now))
-      const resetMs = w.requests.resetIn(now)
-      out[H.limitRequests] = String(limits.rpm)
-      out[H.remainingRequests] = String(remaining)
-      out[H.resetRequests] = formatReset(resetMs)
-      state.push(`"requests";r=${remaining};t=${Math.ceil(resetMs / 1000)}`)
-    }
-    if (limits.tpm !== null) {
-      const remaining = Math.max(0, limits.tpm - w.tokens.used(now))
-      const resetMs = w.tokens.resetIn(now)
-      out[H.limitTokens] = String(limits.tpm)
-      out[H.remainingTokens] = String(remaining)
-      out[H.resetTokens] = formatReset(resetMs)
-      state.push(`"tokens";r=${remaining};t=${Math.ceil(resetMs / 1000)}`)
-    }
+    if (limits.rpm !== null) perMinute(out, state, 'requests', limits.rpm, w.requests, REQUEST_HEADERS, now)
+    if (limits.tpm !== null) perMinute(out, state, 'tokens', limits.tpm, w.tokens, TOKEN_HEADERS, now)
     if (limits.dailyTokens !== null) {
       const s = this.ledger.state(keyId, now)
       const remaining = Math.max(0, limits.dailyTokens - s.spent - s.reserved)

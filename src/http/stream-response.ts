@@ -1,5 +1,6 @@
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import type { ServerResponse } from 'node:http'
+import { firstEvent } from '../first-event.js'
 
 /**
  * Writes an async iterable straight into Node's response, with backpressure, and tells
@@ -35,23 +36,10 @@ async function pump(outgoing: ServerResponse, it: AsyncIterator<Uint8Array>): Pr
         break
       }
       if (outgoing.destroyed) break
-      if (!outgoing.write(next.value)) await drained(outgoing)
+      if (!outgoing.write(next.value)) await firstEvent(outgoing, ['drain', 'close']) // room again, or gone
     }
     if (!outgoing.destroyed) outgoing.end()
   } finally {
     if (!finished) await it.return?.()
   }
-}
-
-/** Resolves when the socket takes more data or is gone; leaves no listener behind. */
-function drained(outgoing: ServerResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      outgoing.off('drain', done)
-      outgoing.off('close', done)
-      resolve()
-    }
-    outgoing.on('drain', done)
-    outgoing.on('close', done)
-  })
 }
