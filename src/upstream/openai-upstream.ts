@@ -31,7 +31,7 @@ export class OpenAIUpstream implements Upstream {
   private readonly closeTransport: () => Promise<void>
 
   constructor(private readonly options: OpenAIUpstreamOptions & { isMock?: boolean }) {
-    const transport = options.fetch ? { fetch: options.fetch, close: async () => {} } : createPooledFetch()
+    const transport = options.fetch ? { fetch: options.fetch, close: async () => {} } : createPooledFetch({ readTimeoutMs: options.firstByteTimeoutMs })
     this.closeTransport = transport.close
     this.client = new OpenAI({
       apiKey: options.apiKey,

@@ -14,6 +14,7 @@ class PooledResponse {
     readonly headers: Headers,
     readonly body: Readable,
     readonly url: string,
+    private readonly readTimeoutMs: number,
   ) {}
 
   get ok(): boolean {
@@ -28,12 +29,32 @@ class PooledResponse {
     return JSON.parse(await this.text())
   }
 
+  /**
+   * A body read whole: by the SDK, for an error answer or the model list. Bounded in time and
+   * size, so an upstream that stalls or never ends its error page cannot hold the call.
+   */
   private async bytes(): Promise<Buffer> {
-    const chunks: Buffer[] = []
-    for await (const chunk of this.body) chunks.push(chunk as Buffer)
-    return Buffer.concat(chunks)
+    const timer = setTimeout(() => this.body.destroy(new Error('the upstream did not finish its answer in time')), this.readTimeoutMs)
+    try {
+      const chunks: Buffer[] = []
+      let size = 0
+      for await (const chunk of this.body) {
+        size += (chunk as Buffer).byteLength
+        if (size > MAX_READ_BYTES) {
+          this.body.destroy()
+          throw new Error(`the upstream's answer exceeded ${MAX_READ_BYTES} bytes`)
+        }
+        chunks.push(chunk as Buffer)
+      }
+      return Buffer.concat(chunks)
+    } finally {
+      clearTimeout(timer)
+    }
   }
 }
+
+/** The most of a body read whole (an error answer, the model list). */
+const MAX_READ_BYTES = 8 * 1024 * 1024
 
 /**
  * The response headers, read-only, over undici's plain object (names already lowercase).
@@ -79,7 +100,7 @@ class ResponseHeaders {
  * never followed (an upstream redirect must not move where the gateway connects); the
  * gateway's own deadlines govern, so undici's are off.
  */
-export function createPooledFetch(options: { connections?: number } = {}): { fetch: typeof fetch; close(): Promise<void> } {
+export function createPooledFetch(options: { readTimeoutMs: number; connections?: number }): { fetch: typeof fetch; close(): Promise<void> } {
   const dispatcher = new Agent({
     keepAliveTimeout: 30_000,
     keepAliveMaxTimeout: 600_000,
@@ -96,7 +117,7 @@ export function createPooledFetch(options: { connections?: number } = {}): { fet
       signal: init.signal ?? undefined,
       dispatcher,
     })
-    return new PooledResponse(res.statusCode, new ResponseHeaders(res.headers) as unknown as Headers, res.body, url) as unknown as Response
+    return new PooledResponse(res.statusCode, new ResponseHeaders(res.headers) as unknown as Headers, res.body, url, options.readTimeoutMs) as unknown as Response
   }
   return { fetch: pooledFetch as typeof fetch, close: () => dispatcher.close() }
 }

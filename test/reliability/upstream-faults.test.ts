@@ -273,6 +273,25 @@ describe('streams that go wrong', () => {
   }, 30_000)
 })
 
+describe('an error answer that never finishes (the SDK reads it whole)', () => {
+  it('a 500 whose body stalls → 502 within the first-byte timeout, the upstream connection closed', async () => {
+    const abandoned = mock.abandoned
+    const a = await send('/v1', { behavior: { kind: 'raw', status: 500, headers: { 'content-type': 'application/json' }, chunks: ['{"error": {"mess'], end: 'hang' } })
+    expect(a.status).toBe(502)
+    expect(a.json.error).toMatchObject({ code: 'upstream_error' })
+    expect(await rowFor(gw, a.id)).toMatchObject({ status: 502, totalTokens: 0 })
+    expect(await until(() => mock.abandoned === abandoned + 1), 'the upstream connection was closed').toBe(true)
+  })
+
+  it('a 500 whose body never ends → 502, read no further than 8 MiB', async () => {
+    const abandoned = mock.abandoned
+    const a = await send('/v1', { behavior: { kind: 'endless', status: 500 } })
+    expect(a.status).toBe(502)
+    expect(a.json.error).toMatchObject({ code: 'upstream_error' })
+    expect(await until(() => mock.abandoned === abandoned + 1), 'the upstream connection was closed').toBe(true)
+  })
+})
+
 describe('an endless body', () => {
   it('non-streamed → 502 upstream_too_large, the upstream connection closed', async () => {
     const abandoned = mock.abandoned

@@ -9,8 +9,8 @@ export type Behavior =
   | { kind: 'hang' }
   | { kind: 'headers-then-hang' }
   | { kind: 'drop-mid-stream'; afterChunks: number }
-  | { kind: 'raw'; status?: number; headers?: Record<string, string>; chunks: (string | Buffer)[]; chunkDelayMs?: number; end?: boolean }
-  | { kind: 'endless' }
+  | { kind: 'raw'; status?: number; headers?: Record<string, string>; chunks: (string | Buffer)[]; chunkDelayMs?: number; end?: boolean | 'hang' }
+  | { kind: 'endless'; status?: number }
 
 export interface RecordedRequest {
   method: string
@@ -94,7 +94,7 @@ export async function startMockUpstream(): Promise<MockUpstream> {
         res.flushHeaders()
         return
       case 'endless': {
-        res.writeHead(200, { 'content-type': 'application/json' })
+        res.writeHead(behavior.status ?? 200, { 'content-type': 'application/json' })
         const piece = Buffer.alloc(64 * 1024, 0x20)
         const pump = () => {
           while (!res.destroyed && res.write(piece));
@@ -110,6 +110,7 @@ export async function startMockUpstream(): Promise<MockUpstream> {
           res.write(c)
           if (behavior.chunkDelayMs) await sleep(behavior.chunkDelayMs)
         }
+        if (behavior.end === 'hang') return // the socket stays open, silent, until the client leaves
         if (behavior.end === false) res.destroy()
         else res.end()
         return
