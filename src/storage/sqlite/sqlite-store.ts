@@ -105,13 +105,43 @@ function rawStatement(sqlite: OpenedDatabase['sqlite'], query: { toSQL(): { sql:
     return name !== undefined ? { name, value: undefined } : { name: null, value: p }
   })
   const statement = sqlite.prepare(text)
-  return (values: Record<string, unknown>) => statement.run(slots.map((s) => (s.name !== null ? values[s.name] : s.value)))
+  return (values: object) => statement.run(slots.map((s) => (s.name !== null ? (values as Record<string, unknown>)[s.name] : s.value)))
+}
+
+interface UsageSum {
+  keyId: string
+  day: string
+  requests: number
+  promptTokens: number
+  completionTokens: number
+  totalTokens: number
+  /** Null when no row of the group had a cost (unknown model): the stored cost stays as it is. */
+  costMicros: number | null
+}
+
+function sumByKeyAndDay(rows: RequestRow[]): Iterable<UsageSum> {
+  const sums = new Map<string, UsageSum>()
+  for (const row of rows) {
+    if (row.keyId === null) continue
+    const id = `${row.keyId}\0${row.day}`
+    let sum = sums.get(id)
+    if (!sum) {
+      sum = { keyId: row.keyId, day: row.day, requests: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, costMicros: null }
+      sums.set(id, sum)
+    }
+    sum.requests++
+    sum.promptTokens += row.promptTokens
+    sum.completionTokens += row.completionTokens
+    sum.totalTokens += row.totalTokens
+    if (row.costMicros !== null) sum.costMicros = (sum.costMicros ?? 0) + row.costMicros
+  }
+  return sums.values()
 }
 
 export class SqliteStore implements Store {
   private readonly opened: OpenedDatabase
-  private readonly insertRow: (values: Record<string, unknown>) => unknown
-  private readonly upsertUsage: (values: Record<string, unknown>) => unknown
+  private readonly insertRow: (values: object) => unknown
+  private readonly upsertUsage: (values: object) => unknown
   /** better-sqlite3's own transaction function, built once: the group commit runs it per batch. */
   private readonly appendBatch: ReturnType<OpenedDatabase['sqlite']['transaction']>
 
@@ -155,7 +185,7 @@ export class SqliteStore implements Store {
       .values({
         keyId: sql.placeholder('keyId'),
         day: sql.placeholder('day'),
-        requests: 1,
+        requests: sql.placeholder('requests'),
         promptTokens: sql.placeholder('promptTokens'),
         completionTokens: sql.placeholder('completionTokens'),
         totalTokens: sql.placeholder('totalTokens'),
@@ -164,7 +194,7 @@ export class SqliteStore implements Store {
       .onConflictDoUpdate({
         target: [dailyUsage.keyId, dailyUsage.day],
         set: {
-          requests: sql`${dailyUsage.requests} + 1`,
+          requests: sql`${dailyUsage.requests} + excluded.requests`,
           promptTokens: sql`${dailyUsage.promptTokens} + excluded.prompt_tokens`,
           completionTokens: sql`${dailyUsage.completionTokens} + excluded.completion_tokens`,
           totalTokens: sql`${dailyUsage.totalTokens} + excluded.total_tokens`,
@@ -173,12 +203,10 @@ export class SqliteStore implements Store {
       }),
     )
     this.appendBatch = opened.sqlite.transaction((rows: RequestRow[]) => {
-      for (const row of rows) {
-        const params = { ...row, estimated: row.estimated ? 1 : 0, streamed: row.streamed ? 1 : 0 }
-        this.insertRow(params)
-        // Daily usage is the log summed per key and day: every request made with the key.
-        if (row.keyId !== null) this.upsertUsage(params)
-      }
+      for (const row of rows) this.insertRow({ ...row, estimated: row.estimated ? 1 : 0, streamed: row.streamed ? 1 : 0 })
+      // Daily usage is the log summed per key and day (every request made with the key): one
+      // upsert per key and day of the batch, not one per row.
+      for (const sum of sumByKeyAndDay(rows)) this.upsertUsage(sum)
     })
   }
 
