@@ -108,19 +108,9 @@ function rawStatement(sqlite: OpenedDatabase['sqlite'], query: { toSQL(): { sql:
   return (values: object) => statement.run(slots.map((s) => (s.name !== null ? (values as Record<string, unknown>)[s.name] : s.value)))
 }
 
-interface UsageSum {
-  keyId: string
-  day: string
-  requests: number
-  promptTokens: number
-  completionTokens: number
-  totalTokens: number
-  /** Null when no row of the group had a cost (unknown model): the stored cost stays as it is. */
-  costMicros: number | null
-}
-
-function sumByKeyAndDay(rows: RequestRow[]): Iterable<UsageSum> {
-  const sums = new Map<string, UsageSum>()
+/** A batch's rows summed per key and day; a cost stays null when no row of the group had one. */
+function sumByKeyAndDay(rows: RequestRow[]): Iterable<DailyUsage> {
+  const sums = new Map<string, DailyUsage>()
   for (const row of rows) {
     if (row.keyId === null) continue
     const id = `${row.keyId}\0${row.day}`
