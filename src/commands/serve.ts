@@ -32,7 +32,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
     mock: Flags.boolean({ description: 'answer with the built-in mock provider even if OPENAI_API_KEY is set', env: 'GATEWAY_MOCK', default: false }),
     model: Flags.string({ description: 'model for the /chat route', env: 'GATEWAY_MODEL', default: DEFAULT_SETTINGS.model }),
     'upstream-timeout': Flags.string({ description: 'longest a whole upstream request may take', env: 'GATEWAY_UPSTREAM_TIMEOUT', default: seconds(DEFAULT_SETTINGS.totalTimeoutMs) }),
-    'upstream-ttfb-timeout': Flags.string({ description: 'longest wait for the upstream\'s response headers', env: 'GATEWAY_UPSTREAM_TTFB_TIMEOUT', default: seconds(DEFAULT_SETTINGS.firstByteTimeoutMs) }),
+    'upstream-ttfb-timeout': Flags.string({ description: 'longest wait for the upstream\'s response headers (and for a whole error answer)', env: 'GATEWAY_UPSTREAM_TTFB_TIMEOUT', default: seconds(DEFAULT_SETTINGS.firstByteTimeoutMs) }),
     timezone: Flags.string({ description: 'time zone of the daily budget\'s calendar day', env: 'GATEWAY_TIMEZONE', default: DEFAULT_SETTINGS.timezone }),
     'max-inflight': Flags.string({ description: 'upstream requests in flight at once, all keys (or "off")', env: 'GATEWAY_MAX_INFLIGHT', default: String(DEFAULT_SETTINGS.maxInflight) }),
     'queue-size': Flags.integer({ description: 'requests that may wait for a slot (0: refuse instead)', env: 'GATEWAY_QUEUE_SIZE', default: DEFAULT_SETTINGS.queueSize, min: 0 }),
