@@ -120,10 +120,11 @@ export class AdmissionControl {
     }
   }
 
-  /** Whether the request's reservation fits both token limits as things stand. */
+  /** Whether the request's reservation fits both token limits as things stand (what `reserve` and the window's `admit` will check). */
   private fits(keyId: string, w: KeyWindows, limits: Limits, prepared: PreparedChat, now: number): boolean {
     const amount = reservationOf(prepared)
-    return this.ledger.fits(keyId, amount, limits.dailyTokens, now) && (limits.tpm === null || w.tokens.waitFor(now, amount, limits.tpm) === 0)
+    const available = this.ledger.available(keyId, limits.dailyTokens, now)
+    return (available === null || amount <= available) && (limits.tpm === null || w.tokens.used(now) + amount <= limits.tpm)
   }
 
   /** Counts this prompt and the key's in-flight ones still held at their bound; shrinks those reservations. */
@@ -147,7 +148,7 @@ export class AdmissionControl {
     if (reservation) return reservation
     const s = this.ledger.state(key.id, now)
     const pending = s.reserved > 0 ? ` (${s.reserved} more reserved by requests in flight)` : ''
-    const resetAt = new Date(s.resetAt).toISOString()
+    const resetAt = this.isoOf(s.resetAt)
     const err = rateLimited(
       `Daily token limit exceeded. Used: ${s.spent}/${limits.dailyTokens}${pending}; this request needs up to ${reservationOf(prepared)}. Resets at ${resetAt}`,
       'daily_limit_exceeded',

@@ -49,9 +49,11 @@ export class BudgetLedger {
 
   /** Reserves `amount`, or returns null when the budget cannot cover it. */
   reserve(keyId: string, amount: number, limit: number | null, now: number): Reservation | null {
-    if (!this.fits(keyId, amount, limit, now)) return null
+    const day = this.roll(now)
+    const available = this.available(keyId, limit, now)
+    if (available !== null && amount > available) return null
     this.reserved.set(keyId, (this.reserved.get(keyId) ?? 0) + amount)
-    return { keyId, day: this.day, amount, settled: false }
+    return { keyId, day, amount, settled: false }
   }
 
   /** Changes an unsettled reservation's amount (a smaller, better estimate). */
@@ -60,12 +62,6 @@ export class BudgetLedger {
     if (reservation.settled || reservation.day !== this.day) return
     this.reserved.set(reservation.keyId, (this.reserved.get(reservation.keyId) ?? 0) + amount - reservation.amount)
     reservation.amount = amount
-  }
-
-  /** Whether `amount` more would fit under `limit` now (the check `reserve` makes). */
-  fits(keyId: string, amount: number, limit: number | null, now: number): boolean {
-    this.roll(now)
-    return limit === null || (this.spent.get(keyId) ?? 0) + (this.reserved.get(keyId) ?? 0) + amount <= limit
   }
 
   /** Replaces the reservation by what was really used. Idempotent. */

@@ -163,13 +163,12 @@ function promptExtras(body: Record<string, unknown>): unknown[] {
 
 /**
  * Replaces the prompt's upper bound by the tokenizer's estimate (never larger, so a
- * reservation only shrinks). Returns whether anything was counted.
+ * reservation only shrinks). Counts once.
  */
-export function countPrompt(prepared: PreparedChat): boolean {
-  if (prepared.promptCounted) return false
+export function countPrompt(prepared: PreparedChat): void {
+  if (prepared.promptCounted) return
   prepared.promptCounted = true
   prepared.promptTokens = withMargin(countPromptTokens(prepared.body.messages as unknown[], promptExtras(prepared.body)))
-  return true
 }
 
 /** Lowers max_tokens so the reservation fits what the budget still covers. */

@@ -262,7 +262,7 @@ export class Gateway {
         record.errorCode = 'upstream_stream_error'
         const said = (chunk.error as { message?: unknown }).message
         const relayed = upstreamError(502, `The upstream reported an error mid-stream${typeof said === 'string' ? `: ${this.deps.upstream.scrub(said)}` : ''}`, 'upstream_stream_error')
-        return `data: ${JSON.stringify(relayed.toJSON())}\n\n`
+        return errorEvent(relayed)
       }
       const reported = usageOf(chunk.usage)
       if (reported) usage = reported
@@ -295,12 +295,12 @@ export class Gateway {
       await finish()
     }
     if (failure) {
-      if (failure.status !== 499) yield encoder.encode(`data: ${JSON.stringify(failure.toJSON())}\n\n`)
+      if (failure.status !== 499) yield encoder.encode(errorEvent(failure))
       return
     }
     if (!sawDone) {
       const cut = upstreamError(502, 'The upstream stream ended before it was complete', 'upstream_incomplete')
-      yield encoder.encode(`data: ${JSON.stringify(cut.toJSON())}\n\n`)
+      yield encoder.encode(errorEvent(cut))
       return
     }
     yield encoder.encode('data: [DONE]\n\n')
@@ -318,6 +318,11 @@ export class Gateway {
     }
     return w
   }
+}
+
+/** An error as an SSE event in OpenAI's error shape. */
+function errorEvent(err: GatewayError): string {
+  return `data: ${JSON.stringify(err.toJSON())}\n\n`
 }
 
 function usageOf(value: unknown): Usage | null {

@@ -80,7 +80,7 @@ const IMAGE_TOKENS = 1_500
 
 /** Prompt tokens of a chat request: message text, names, tool calls and tool definitions. */
 export function countPromptTokens(messages: readonly unknown[], extra: readonly unknown[] = []): number {
-  return countPrompt(messages, extra, countTextTokens)
+  return walkPrompt(messages, extra, countTextTokens)
 }
 
 /**
@@ -88,14 +88,15 @@ export function countPromptTokens(messages: readonly unknown[], extra: readonly 
  * at least one UTF-8 byte, so a text's byte length bounds its token count.
  */
 export function promptTokenBound(messages: readonly unknown[], extra: readonly unknown[] = []): number {
-  return countPrompt(messages, extra, utf8Length)
+  return walkPrompt(messages, extra, utf8Length)
 }
 
 function utf8Length(text: string): number {
   return Buffer.byteLength(text, 'utf8')
 }
 
-function countPrompt(messages: readonly unknown[], extra: readonly unknown[], count: (text: string) => number): number {
+/** Sums `count` over a prompt's text, with the chat format's framing tokens. */
+function walkPrompt(messages: readonly unknown[], extra: readonly unknown[], count: (text: string) => number): number {
   let total = PER_REPLY
   for (const m of messages) {
     total += PER_MESSAGE

@@ -11,7 +11,16 @@ const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60
 export class Metrics {
   readonly registry = new Registry()
   private readonly models = new Set<string>()
-  private readonly children = new Map<string, unknown>()
+  /**
+   * Labelled series, each looked up by prom-client once (it hashes the label object on every
+   * call otherwise) and made on first use, as before. Label values are bounded, so are these.
+   */
+  private readonly requestSeries = new Map<string, Counter.Internal>()
+  private readonly tokenSeries = new Map<string, Counter.Internal>()
+  private readonly refusalSeries = new Map<string, Counter.Internal>()
+  private readonly latencySeries = new Map<string, Histogram.Internal<'route'>>()
+  private readonly upstreamSeries = new Map<string, Histogram.Internal<'route'>>()
+  private readonly queuedSeries = new Map<string, Histogram.Internal<'route'>>()
   private readonly requests: Counter<'route' | 'status' | 'model'>
   private readonly tokens: Counter<'kind'>
   private readonly refusals: Counter<'reason'>
@@ -34,31 +43,28 @@ export class Metrics {
   observe(row: RequestRow): void {
     const route = ROUTES.has(row.route) ? row.route : 'other'
     const model = this.modelLabel(row.model)
-    this.child(`r\0${route}\0${row.status}\0${model}`, () => this.requests.labels({ route, status: String(row.status), model })).inc()
+    const id = `${route}\0${row.status}\0${model}`
+    const requests = this.requestSeries.get(id) ?? remember(this.requestSeries, id, this.requests.labels({ route, status: String(row.status), model }))
+    requests.inc()
     if (row.totalTokens > 0) {
-      this.child('t\0prompt', () => this.tokens.labels({ kind: 'prompt' })).inc(row.promptTokens)
-      this.child('t\0completion', () => this.tokens.labels({ kind: 'completion' })).inc(row.completionTokens)
+      const prompt = this.tokenSeries.get('prompt') ?? remember(this.tokenSeries, 'prompt', this.tokens.labels({ kind: 'prompt' }))
+      const completion = this.tokenSeries.get('completion') ?? remember(this.tokenSeries, 'completion', this.tokens.labels({ kind: 'completion' }))
+      prompt.inc(row.promptTokens)
+      completion.inc(row.completionTokens)
     }
-    if (row.errorCode !== null) {
-      const reason = row.errorCode
-      this.child(`e\0${reason}`, () => this.refusals.labels({ reason })).inc()
+    const reason = row.errorCode
+    if (reason !== null) {
+      const refusals = this.refusalSeries.get(reason) ?? remember(this.refusalSeries, reason, this.refusals.labels({ reason }))
+      refusals.inc()
     }
-    this.child(`l\0${route}`, () => this.latency.labels({ route })).observe(row.latencyMs / 1000)
-    if (row.upstreamMs !== null) this.child(`u\0${route}`, () => this.upstream.labels({ route })).observe(row.upstreamMs / 1000)
-    if (row.queuedMs !== null) this.child(`q\0${route}`, () => this.queued.labels({ route })).observe(row.queuedMs / 1000)
+    this.timing(this.latencySeries, this.latency, route, row.latencyMs)
+    if (row.upstreamMs !== null) this.timing(this.upstreamSeries, this.upstream, route, row.upstreamMs)
+    if (row.queuedMs !== null) this.timing(this.queuedSeries, this.queued, route, row.queuedMs)
   }
 
-  /**
-   * A labelled series, looked up once: prom-client hashes the label object on every call
-   * otherwise. Label values are bounded (routes, models, statuses, error codes), so is this.
-   */
-  private child<T>(id: string, make: () => T): T {
-    let found = this.children.get(id) as T | undefined
-    if (found === undefined) {
-      found = make()
-      this.children.set(id, found)
-    }
-    return found
+  private timing(series: Map<string, Histogram.Internal<'route'>>, histogram: Histogram<'route'>, route: string, ms: number): void {
+    const found = series.get(route) ?? remember(series, route, histogram.labels({ route }))
+    found.observe(ms / 1000)
   }
 
   private modelLabel(model: string | null): string {
@@ -68,4 +74,9 @@ export class Metrics {
     this.models.add(model)
     return model
   }
+}
+
+function remember<T>(map: Map<string, T>, id: string, series: T): T {
+  map.set(id, series)
+  return series
 }

@@ -3,7 +3,8 @@ import { GatewayError, rateLimited, upstreamError } from '../core/errors.js'
 import { clientClosed } from '../core/queue.js'
 import type { Upstream } from '../core/upstream.js'
 import { createMockFetch } from './mock-provider.js'
-import { createPooledFetch } from './transport.js'
+import type { Readable } from 'node:stream'
+import { createPooledFetch, readCapped, type NodeResponse } from './transport.js'
 
 export interface OpenAIUpstreamOptions {
   apiKey: string
@@ -37,7 +38,9 @@ export class OpenAIUpstream implements Upstream {
       apiKey: options.apiKey,
       baseURL: options.baseURL,
       maxRetries: 0, // the gateway decides about retries, never the SDK behind its back
-      timeout: options.firstByteTimeoutMs,
+      // Response headers within the first-byte timeout, and never past the whole-request one
+      // (the Deadline takes over once they are in).
+      timeout: Math.max(1, Math.min(options.firstByteTimeoutMs, options.totalTimeoutMs)),
       logLevel: 'off', // even with OPENAI_LOG=debug: its debug lines carry upstream bodies and headers
       fetch: transport.fetch,
     })
@@ -52,8 +55,9 @@ export class OpenAIUpstream implements Upstream {
   async complete(body: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
     const deadline = new Deadline(this.options.totalTimeoutMs)
     try {
-      const res = await this.post(body, signal, false, deadline)
-      return await readCapped(deadline.guard(res.body as unknown as Body | null), MAX_RESPONSE_BYTES)
+      const res = await this.post(body, signal, false)
+      if (!res.body) return new Uint8Array(0)
+      return await readCapped(deadline.guard(res.body), MAX_RESPONSE_BYTES, () => upstreamError(502, `The upstream's answer exceeded ${MAX_RESPONSE_BYTES} bytes`, 'upstream_too_large'))
     } catch (err) {
       throw this.toGatewayError(err, signal, deadline)
     } finally {
@@ -63,27 +67,23 @@ export class OpenAIUpstream implements Upstream {
 
   async stream(body: Uint8Array, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
     const deadline = new Deadline(this.options.totalTimeoutMs)
-    let stream: Body | null
+    let source: Readable | null
     try {
-      stream = deadline.guard((await this.post(body, signal, true, deadline)).body as unknown as Body | null)
+      source = (await this.post(body, signal, true)).body
     } catch (err) {
-      deadline.end()
       throw this.toGatewayError(err, signal, deadline)
     }
-    if (!stream) {
-      deadline.end()
-      throw upstreamError(502, 'The upstream sent an empty stream', 'upstream_malformed')
-    }
-    const source = stream
+    if (!source) throw upstreamError(502, 'The upstream sent an empty stream', 'upstream_malformed')
+    const stream = deadline.guard(source)
     const mapError = (err: unknown) => this.toGatewayError(err, signal, deadline)
     return (async function* relay() {
       try {
-        for await (const chunk of source) yield chunk
+        for await (const chunk of stream) yield chunk as Uint8Array
       } catch (err) {
         throw mapError(err)
       } finally {
         deadline.end()
-        source.destroy?.() // a client that left early must close the upstream connection too
+        stream.destroy() // a client that left early must close the upstream connection too
       }
     })()
   }
@@ -105,13 +105,11 @@ export class OpenAIUpstream implements Upstream {
   /**
    * The client's signal goes to the SDK as is (it aborts the SDK's own controller, the one
    * signal the transport sees); the SDK's timer covers the wait for headers, the Deadline
-   * the body.
+   * the body. The response is the transport's NodeResponse, passed through untouched.
    */
-  private post(body: Uint8Array, signal: AbortSignal, stream: boolean, deadline: Deadline): Promise<Response> {
-    const timeout = Math.max(1, Math.min(this.options.firstByteTimeoutMs, deadline.remainingMs()))
-    return this.client
-      .post('/chat/completions', { body, headers: JSON_HEADERS, signal, stream, timeout } as never)
-      .asResponse()
+  private async post(body: Uint8Array, signal: AbortSignal, stream: boolean): Promise<NodeResponse> {
+    const res = await this.client.post('/chat/completions', { body, headers: JSON_HEADERS, signal, stream } as never).asResponse()
+    return res as unknown as NodeResponse
   }
 
   /** Maps any failure to a clean GatewayError whose message holds no credential. */
@@ -155,8 +153,9 @@ export class OpenAIUpstream implements Upstream {
 
 /**
  * One call's whole-request deadline. Until the headers arrive the SDK's own timeout enforces
- * it; after that one timer destroys the body, so a stalled upstream cannot hold the call.
- * No extra AbortController per call: creating signals was a measurable share of the CPU.
+ * it; after that one timer destroys the body at the deadline, so an upstream that stalls
+ * cannot hold the call. No extra AbortController per call: creating signals was a measurable
+ * share of the CPU.
  */
 class Deadline {
   expired = false
@@ -167,19 +166,12 @@ class Deadline {
     this.endsAt = performance.now() + ms
   }
 
-  remainingMs(): number {
-    return Math.ceil(this.endsAt - performance.now())
-  }
-
-  /** Arms the timer over a Node stream body (the pooled transport's; the built-in mock answers at once). */
-  guard(body: Body | null): Body | null {
-    if (body?.destroy) {
-      const destroy = body.destroy.bind(body)
-      this.timer = setTimeout(() => {
-        this.expired = true
-        destroy(new Error('upstream deadline passed'))
-      }, Math.max(0, this.remainingMs()))
-    }
+  /** Arms the timer over the body, for what remains of the deadline. */
+  guard(body: Readable): Readable {
+    this.timer = setTimeout(() => {
+      this.expired = true
+      body.destroy(new Error('upstream deadline passed'))
+    }, Math.max(0, this.endsAt - performance.now()))
     return body
   }
 
@@ -198,25 +190,6 @@ export function retryAfterMs(headers: Headers | undefined, now = Date.now()): nu
   const date = Date.parse(value)
   if (Number.isFinite(date)) return Math.min(Math.max(0, date - now), MAX_RETRY_AFTER_MS)
   return 1000
-}
-
-/** A response body: a web stream (the mock provider's) or a Node stream (the pooled transport's). */
-type Body = AsyncIterable<Uint8Array> & { cancel?(): Promise<void>; destroy?(err?: Error): void }
-
-async function readCapped(body: Body | null, cap: number): Promise<Uint8Array> {
-  if (!body) return new Uint8Array(0)
-  const chunks: Uint8Array[] = []
-  let size = 0
-  for await (const chunk of body) {
-    size += chunk.byteLength
-    if (size > cap) {
-      if (body.destroy) body.destroy()
-      else await body.cancel?.().catch(() => {})
-      throw upstreamError(502, `The upstream's answer exceeded ${cap} bytes`, 'upstream_too_large')
-    }
-    chunks.push(chunk)
-  }
-  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)
 }
 
 export interface UpstreamSettings {

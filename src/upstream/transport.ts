@@ -2,20 +2,22 @@ import { Agent, request } from 'undici'
 import type { Readable } from 'node:stream'
 
 /**
- * The part of a fetch Response the `openai` SDK and our upstream code read. The body is
- * undici's Node stream (async-iterable), so bytes reach the client without a detour through
- * web streams, which cost several times the CPU of the proxying itself on Node 20.
+ * The part of a fetch Response the `openai` SDK and our upstream code read. The body is a
+ * Node stream (undici's, or the built-in mock's), so bytes reach the client without a detour
+ * through web streams, which cost several times the CPU of the proxying itself on Node 20.
  */
-class PooledResponse {
-  readonly statusText = ''
+export class NodeResponse {
+  readonly headers: Headers
 
   constructor(
     readonly status: number,
-    readonly headers: Headers,
+    headers: Record<string, string | string[] | undefined>,
     readonly body: Readable,
     readonly url: string,
     private readonly readTimeoutMs: number,
-  ) {}
+  ) {
+    this.headers = new ResponseHeaders(headers) as unknown as Headers
+  }
 
   get ok(): boolean {
     return this.status >= 200 && this.status < 300
@@ -36,30 +38,40 @@ class PooledResponse {
   private async bytes(): Promise<Buffer> {
     const timer = setTimeout(() => this.body.destroy(new Error('the upstream did not finish its answer in time')), this.readTimeoutMs)
     try {
-      const chunks: Buffer[] = []
-      let size = 0
-      for await (const chunk of this.body) {
-        size += (chunk as Buffer).byteLength
-        if (size > MAX_READ_BYTES) {
-          this.body.destroy()
-          throw new Error(`the upstream's answer exceeded ${MAX_READ_BYTES} bytes`)
-        }
-        chunks.push(chunk as Buffer)
-      }
-      return Buffer.concat(chunks)
+      return await readCapped(this.body, MAX_READ_BYTES, () => new Error(`the upstream's answer exceeded ${MAX_READ_BYTES} bytes`))
     } finally {
       clearTimeout(timer)
     }
   }
 }
 
+/** A body read whole, up to `cap` bytes: past it the stream is destroyed and `tooLarge()` thrown. */
+export async function readCapped(body: Readable, cap: number, tooLarge: () => Error): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of body) {
+    size += (chunk as Buffer).byteLength
+    if (size > cap) {
+      body.destroy()
+      throw tooLarge()
+    }
+    chunks.push(chunk as Buffer)
+  }
+  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)
+}
+
+/** The URL of a fetch call's input. */
+export function urlOf(input: Parameters<typeof fetch>[0]): string {
+  return typeof input === 'string' ? input : input instanceof URL ? input.href : input.url
+}
+
 /** The most of a body read whole (an error answer, the model list). */
 const MAX_READ_BYTES = 8 * 1024 * 1024
 
 /**
- * The response headers, read-only, over undici's plain object (names already lowercase).
- * A web `Headers` costs a validated append per header on every response, and the SDK copies
- * it again (`entries()`) for a log line it never prints.
+ * The response headers, read-only, over undici's plain object (names already lowercase):
+ * `get` and `entries`, what the SDK reads. A web `Headers` costs a validated append per
+ * header on every response, and the SDK copies it again for a log line it never prints.
  */
 class ResponseHeaders {
   readonly #raw: Record<string, string | string[] | undefined>
@@ -74,23 +86,11 @@ class ResponseHeaders {
     return Array.isArray(value) ? value.join(', ') : value
   }
 
-  has(name: string): boolean {
-    return this.#raw[name.toLowerCase()] !== undefined
-  }
-
   *entries(): IterableIterator<[string, string]> {
     for (const name of Object.keys(this.#raw)) {
       const value = this.get(name)
       if (value !== null) yield [name, value]
     }
-  }
-
-  [Symbol.iterator](): IterableIterator<[string, string]> {
-    return this.entries()
-  }
-
-  forEach(fn: (value: string, name: string) => void): void {
-    for (const [name, value] of this.entries()) fn(value, name)
   }
 }
 
@@ -100,16 +100,16 @@ class ResponseHeaders {
  * never followed (an upstream redirect must not move where the gateway connects); the
  * gateway's own deadlines govern, so undici's are off.
  */
-export function createPooledFetch(options: { readTimeoutMs: number; connections?: number }): { fetch: typeof fetch; close(): Promise<void> } {
+export function createPooledFetch(options: { readTimeoutMs: number }): { fetch: typeof fetch; close(): Promise<void> } {
   const dispatcher = new Agent({
     keepAliveTimeout: 30_000,
     keepAliveMaxTimeout: 600_000,
-    connections: options.connections ?? 256,
+    connections: 256,
     headersTimeout: 0,
     bodyTimeout: 0,
   })
   const pooledFetch = async (input: Parameters<typeof fetch>[0], init: RequestInit = {}): Promise<Response> => {
-    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url
+    const url = urlOf(input)
     const res = await request(url, {
       method: (init.method ?? 'GET') as 'GET',
       headers: init.headers as Iterable<[string, string]> | Record<string, string> | undefined,
@@ -117,7 +117,7 @@ export function createPooledFetch(options: { readTimeoutMs: number; connections?
       signal: init.signal ?? undefined,
       dispatcher,
     })
-    return new PooledResponse(res.statusCode, new ResponseHeaders(res.headers) as unknown as Headers, res.body, url, options.readTimeoutMs) as unknown as Response
+    return new NodeResponse(res.statusCode, res.headers, res.body, url, options.readTimeoutMs) as unknown as Response
   }
   return { fetch: pooledFetch as typeof fetch, close: () => dispatcher.close() }
 }

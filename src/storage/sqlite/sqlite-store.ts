@@ -99,13 +99,21 @@ const GROUP_COLUMN = {
  */
 function rawStatement(sqlite: OpenedDatabase['sqlite'], query: { toSQL(): { sql: string; params: unknown[] } }) {
   const { sql: text, params } = query.toSQL()
-  // Each parameter is a named placeholder (wrapped in a Param) or a constant of the query.
-  const slots = params.map((p) => {
+  // Every parameter is a named placeholder (drizzle wraps it in a Param): its value is read
+  // from the object passed in, a boolean as SQLite's 0/1.
+  const names = params.map((p) => {
     const name = (p as { value?: { name?: string }; name?: string }).value?.name ?? (p as { name?: string }).name
-    return name !== undefined ? { name, value: undefined } : { name: null, value: p }
+    if (name === undefined) throw new Error(`rawStatement: every parameter must be a placeholder (${text})`)
+    return name
   })
   const statement = sqlite.prepare(text)
-  return (values: object) => statement.run(slots.map((s) => (s.name !== null ? (values as Record<string, unknown>)[s.name] : s.value)))
+  return (values: object) =>
+    statement.run(
+      names.map((name) => {
+        const v = (values as Record<string, unknown>)[name]
+        return typeof v === 'boolean' ? Number(v) : v
+      }),
+    )
 }
 
 /** A batch's rows summed per key and day; a cost stays null when no row of the group had one. */
@@ -193,7 +201,7 @@ export class SqliteStore implements Store {
       }),
     )
     this.appendBatch = opened.sqlite.transaction((rows: RequestRow[]) => {
-      for (const row of rows) this.insertRow({ ...row, estimated: row.estimated ? 1 : 0, streamed: row.streamed ? 1 : 0 })
+      for (const row of rows) this.insertRow(row)
       // Daily usage is the log summed per key and day (every request made with the key): one
       // upsert per key and day of the batch, not one per row.
       for (const sum of sumByKeyAndDay(rows)) this.upsertUsage(sum)
