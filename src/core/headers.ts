@@ -1,4 +1,4 @@
-/** Every header name the gateway reads or writes, in one place. */
+/** The header names the gateway reads and the ones it computes per request (a few fixed ones, such as `x-should-retry`, stay where they are set). */
 export const H = {
   requestId: 'x-request-id',
   apiKey: 'x-api-key',
@@ -19,7 +19,6 @@ export const H = {
   budgetReset: 'x-budget-reset',
   rateLimitPolicy: 'ratelimit-policy',
   rateLimit: 'ratelimit',
-  queuedMs: 'x-gateway-queued-ms',
   tokensEstimated: 'x-gateway-tokens-estimated',
 } as const
 

@@ -4,7 +4,7 @@
  * bytes unchanged. Implementations throw GatewayError for every failure.
  */
 export interface Upstream {
-  /** For the banner and /health: `mock`, or the base URL without credentials. */
+  /** For the banner: 'built-in mock provider', or the base URL without credentials. */
   readonly description: string
   readonly isMock: boolean
   /** A non-streamed chat completion: the upstream's response body, byte for byte. */
