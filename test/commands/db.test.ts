@@ -4,7 +4,7 @@ import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statS
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { cliEnv, runCli, runJson } from '../support/cli.js'
+import { runCli, runJson } from '../support/cli.js'
 import { tempDir } from '../support/gateway.js'
 
 
@@ -48,6 +48,8 @@ describe('db migrate', () => {
   it('keeps existing data', async () => {
     const db = join(dir, 'data.db')
     const created = await runJson<{ id: string }>(['keys', 'create', '--name', 'survivor', '--db', db])
+    expect(created.code).toBe(0)
+    expect(created.json.id).toMatch(/^key_/)
     expect((await runCli(['db', 'migrate', '--db', db])).code).toBe(0)
     expect((await runJson<{ id: string }>(['keys', 'show', 'survivor', '--db', db])).json.id).toBe(created.json.id)
   })

@@ -2,7 +2,7 @@
 import { readFileSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { cliEnv, runCli, runJson, type CliResult } from '../support/cli.js'
+import { runCli, runJson, type CliResult } from '../support/cli.js'
 import { settle, startGateway, tempDir, type TestGateway } from '../support/gateway.js'
 import { runAll } from '../support/log-rows.js'
 
@@ -17,8 +17,6 @@ const secrets: string[] = []
 
 // Every CLI run is a fresh Node process (about a second of CPU): give a loaded machine time.
 vi.setConfig({ testTimeout: 240_000, hookTimeout: 60_000 })
-
-/** Runs CLI processes two at a time (two cores), in order of the list. */
 
 const cli = (args: string[]) => runCli([...args, '--db', db])
 const json = <T = any>(args: string[]) => runJson<T>([...args, '--db', db])
@@ -42,6 +40,7 @@ async function create(name: string, ...flags: string[]): Promise<Created> {
 
 /** Output with no secret in it, and no 8-character piece of one. */
 function expectNoSecret(text: string): void {
+  expect(secrets.length, 'secrets created so far').toBeGreaterThan(0)
   for (const s of secrets) {
     expect(text).not.toContain(s)
     expect(text).not.toContain(s.slice(3, 11))

@@ -2,15 +2,13 @@
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { cliEnv, runCli, runJson } from '../support/cli.js'
+import { runCli, runJson } from '../support/cli.js'
 import { settle, startGateway, tempDir, type TestGateway } from '../support/gateway.js'
 import { runAll } from '../support/log-rows.js'
 
 
 // Every CLI run is a fresh Node process (about a second of CPU): give a loaded machine time.
 vi.setConfig({ testTimeout: 240_000, hookTimeout: 60_000 })
-
-/** Runs CLI processes two at a time (two cores), results in order of the list. */
 
 let dir: string
 let db: string

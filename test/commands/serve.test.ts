@@ -81,6 +81,7 @@ describe('serve: startup and shutdown', () => {
       parsed = null
     }
     expect(parsed, `the first stdout line is a JSON document: ${JSON.stringify(firstLine)}`).not.toBeNull()
+    expect(s.stdout().trimEnd().split('\n'), 'one line while it runs').toHaveLength(1)
     expect(s.info).toMatchObject({ url: `http://127.0.0.1:${s.info.port}`, mode: 'mock', db })
     expect(s.info.port).toBeGreaterThan(0)
     const health = await fetch(`${s.url}/health`)

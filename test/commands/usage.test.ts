@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { KeyManager } from '../../src/core/keys.js'
 import type { RequestRow } from '../../src/core/types.js'
 import { SqliteStore } from '../../src/storage/sqlite/sqlite-store.js'
-import { cliEnv, runCli, runJson } from '../support/cli.js'
+import { runCli, runJson } from '../support/cli.js'
 import { tempDir } from '../support/gateway.js'
 import { requestRow, runAll } from '../support/log-rows.js'
 

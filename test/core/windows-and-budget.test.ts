@@ -3,6 +3,7 @@ import { BudgetLedger } from '../../src/core/budget.js'
 import { Calendar } from '../../src/core/calendar.js'
 import { SlidingWindow } from '../../src/core/sliding-window.js'
 import { SqliteStore } from '../../src/storage/sqlite/sqlite-store.js'
+import { requestRow } from '../support/log-rows.js'
 
 describe('SlidingWindow', () => {
   it('never admits more than the limit in any window, and says when the next fits', () => {
@@ -68,6 +69,9 @@ describe('BudgetLedger', () => {
     expect(ledger.state('k', next)).toMatchObject({ day: '2026-05-06', spent: 0, reserved: 0 })
     ledger.settle(late, 200, next)
     expect(ledger.state('k', next)).toMatchObject({ spent: 0, reserved: 0 })
+    // Yesterday's spend is the store's: the log row written for that request carries its day.
+    s.appendRequests([requestRow({ keyId: 'k', day: '2026-05-05', totalTokens: 200 })])
+    expect(new BudgetLedger(s, new Calendar('UTC')).state('k', Date.parse('2026-05-05T23:59:59Z'))).toMatchObject({ day: '2026-05-05', spent: 200, reserved: 0 })
   })
 })
 

@@ -37,6 +37,15 @@ describe('POST /v1/chat/completions, non-streamed', () => {
     })
     const text = await raw.text()
     expect(text).toBe(JSON.stringify(mockCompletion({ model: 'gpt-4o-mini', messages, max_tokens: 50 })))
+    // A layout and key order no re-serialisation would reproduce: only a passthrough keeps it.
+    const odd = `{ "usage" : {"total_tokens":3, "prompt_tokens":1,"completion_tokens":2},\n  "id":"x", "object":"chat.completion", "created":1, "model":"gpt-4o-mini",\n  "choices":[{"index":0,"message":{"role":"assistant","content":"\\u00e9t\\u00e9"},"finish_reason":"stop"}] }`
+    upstream.script({ kind: 'status', status: 200, body: odd })
+    const passed = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages, max_tokens: 50 }),
+    })
+    expect(await passed.text()).toBe(odd)
     const completion = await client.chat.completions.create({ model: 'gpt-4o-mini', messages, max_tokens: 50 })
     expect(completion.choices[0].message.content).toBe('Echo: tell me about gateways')
     expect(completion.usage?.total_tokens).toBeGreaterThan(0)

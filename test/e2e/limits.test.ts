@@ -174,8 +174,8 @@ describe('tokens per minute', () => {
     expect((await gw.post('/v1/chat/completions', key, body(1000))).status).toBe(200)
     // The first request's 1000-token reservation was settled to its real (small) usage.
     expect((await gw.post('/v1/chat/completions', key, body(1000))).status).toBe(200)
-    const tooBig = await gw.post('/v1/chat/completions', key, body(1000))
-    expect(tooBig.status).toBe(200)
+    const third = await gw.post('/v1/chat/completions', key, body(1000))
+    expect(third.status).toBe(200)
     const never = await gw.post('/v1/chat/completions', gw.createKey({ name: 'tpm-small', limits: { rpm: null, tpm: 100 } }), body(1000))
     expect(never.status).toBe(429)
     expect(((await never.json()) as { error: { code: string } }).error.code).toBe('request_too_large')

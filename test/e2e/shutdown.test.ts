@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { BIN, cliEnv, runJson } from '../support/cli.js'
@@ -32,8 +33,25 @@ it('SIGTERM: stops accepting, lets the request in flight finish and log, exits 0
     headers: { 'x-api-key': created.key, 'content-type': 'application/json' },
     body: JSON.stringify({ message: 'finish me' }),
   })
+  let answered = false
+  void inFlight.finally(() => (answered = true))
   while (upstream.requests.length === 0) await new Promise((r) => setTimeout(r, 10))
   child.kill('SIGTERM')
+  // Stops accepting: a new connection is refused while the first request is still being answered.
+  const port = Number(new URL(url).port)
+  const accepts = () =>
+    new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1')
+      socket.once('connect', () => (socket.destroy(), resolve(true)))
+      socket.once('error', () => resolve(false))
+    })
+  let refused = false
+  for (let i = 0; i < 50 && !refused && !answered; i++) {
+    refused = !(await accepts())
+    if (!refused) await new Promise((r) => setTimeout(r, 10))
+  }
+  expect(refused, 'a new connection was refused after SIGTERM').toBe(true)
+  expect(answered, 'while the request in flight was still running').toBe(false)
   const res = await inFlight
   expect(res.status).toBe(200)
   expect(((await res.json()) as { response: string }).response).toBe('Echo: finish me')

@@ -7,10 +7,9 @@ import Database from 'better-sqlite3'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { parse } from 'csv-parse/sync'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { cliEnv, runCli, runJson, spawnServe } from '../support/cli.js'
+import { runCli, runJson, spawnServe } from '../support/cli.js'
 import { NO_LIMITS, settle, startGateway, tempDir, type TestGateway } from '../support/gateway.js'
 import { startMockUpstream, type MockUpstream } from '../support/mock-upstream.js'
 import type { RequestRow } from '../../src/core/types.js'
@@ -20,7 +19,6 @@ import { CSV_COLUMNS, type LogRow, neutralised, requestRow } from '../support/lo
 // CLI runs and `serve` children are fresh Node processes: give a loaded two-core machine time.
 vi.setConfig({ testTimeout: 240_000, hookTimeout: 60_000 })
 
-const BIN = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
 const UA = 'usage-logs-test/1.0'
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z$/
 /** gpt-4o-mini in the bundled prices.json: USD per 1M tokens = micro-dollars per token. */
@@ -421,6 +419,8 @@ describe('CSV request log', () => {
           } else {
             expect(s.info.csvLog).toBeNull()
             expect(readdirSync(join(dir, 'db')).filter((f) => f.endsWith('.csv')).length).toBe(before)
+            const idCol = (rec: string[][]) => rec[0].indexOf('request_id')
+            expect(readCsvLogs(join(dir, 'db'), 'requests').flatMap((f) => f.records.slice(1).filter((rec) => rec[idCol(f.records)] === r.id))).toEqual([])
             expect(rowsById(db, r.id)).toHaveLength(1) // SQLite still logs
           }
         } finally {
