@@ -1,6 +1,7 @@
 import { Command, Flags, type Interfaces } from '@oclif/core'
 import { systemClock, type Clock } from '../core/clock.js'
 import { GatewayError } from '../core/errors.js'
+import { KeyManager } from '../core/keys.js'
 import { SqliteStore } from '../storage/sqlite/sqlite-store.js'
 import { escapeControl } from './table.js'
 
@@ -37,6 +38,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected args!: CommandArgs<T>
   protected clock: Clock = systemClock
   private opened: SqliteStore | null = null
+  private keyManager: KeyManager | null = null
 
   public override async init(): Promise<void> {
     await super.init()
@@ -55,6 +57,12 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected get store(): SqliteStore {
     this.opened ??= SqliteStore.open(this.flags.db)
     return this.opened
+  }
+
+  /** Key management over that store and this command's clock. */
+  protected get keys(): KeyManager {
+    this.keyManager ??= new KeyManager(this.store, this.clock)
+    return this.keyManager
   }
 
   /** Human output: only when --json is off, with control characters made visible. */

@@ -152,11 +152,19 @@ export class KeyManager {
 
   /** Display prefixes of the key's secrets that still work, newest first. */
   prefixes(keyId: string): string[] {
-    return this.store
-      .listLiveSecrets(this.clock.now())
-      .filter((s) => s.keyId === keyId)
-      .sort((a, b) => b.createdAt - a.createdAt)
-      .map((s) => s.prefix)
+    return this.prefixesByKey().get(keyId) ?? []
+  }
+
+  /** Every key's live display prefixes, newest first, from one read of the secrets. */
+  prefixesByKey(): Map<string, string[]> {
+    const byKey = new Map<string, string[]>()
+    const live = this.store.listLiveSecrets(this.clock.now()).sort((a, b) => b.createdAt - a.createdAt)
+    for (const s of live) {
+      const list = byKey.get(s.keyId)
+      if (list) list.push(s.prefix)
+      else byKey.set(s.keyId, [s.prefix])
+    }
+    return byKey
   }
 
   revoke(idOrName: string): ApiKey {

@@ -3,7 +3,6 @@ import { BaseCommand } from '../../cli/base-command.js'
 import { parseDuration } from '../../cli/durations.js'
 import { createdView } from '../../cli/key-view.js'
 import { keyLimitFlags, limitsFromFlags } from '../../cli/limit-flags.js'
-import { KeyManager } from '../../core/keys.js'
 
 export default class KeysCreate extends BaseCommand<typeof KeysCreate> {
   static override summary = 'Create an API key; the key is shown once'
@@ -18,7 +17,7 @@ export default class KeysCreate extends BaseCommand<typeof KeysCreate> {
 
   async run() {
     const f = this.flags
-    const created = new KeyManager(this.store, this.clock).create({
+    const created = this.keys.create({
       name: f.name,
       admin: f.admin,
       expiresInMs: f['expires-in'] ? parseDuration(f['expires-in'], '--expires-in') : null,

@@ -2,7 +2,6 @@ import { Args, Flags } from '@oclif/core'
 import { BaseCommand } from '../../cli/base-command.js'
 import { parseDuration } from '../../cli/durations.js'
 import { createdView } from '../../cli/key-view.js'
-import { KeyManager } from '../../core/keys.js'
 
 export default class KeysRotate extends BaseCommand<typeof KeysRotate> {
   static override summary = 'Give a key a new secret (same name, limits and usage); the new secret is shown once'
@@ -12,7 +11,7 @@ export default class KeysRotate extends BaseCommand<typeof KeysRotate> {
   }
 
   async run() {
-    const rotated = new KeyManager(this.store, this.clock).rotate(this.args.key, parseDuration(this.flags.grace, '--grace'))
+    const rotated = this.keys.rotate(this.args.key, parseDuration(this.flags.grace, '--grace'))
     const view = { ...createdView(rotated), oldSecretExpiresAt: new Date(rotated.oldSecretExpiresAt).toISOString() }
     this.say(`Rotated key "${this.safe(view.name)}" (${view.id}). The old secret stops working ${this.flags.grace === '0s' ? 'now' : `at ${view.oldSecretExpiresAt}`}.`)
     this.say(`\n  ${view.key}\n`)

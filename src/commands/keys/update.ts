@@ -3,7 +3,6 @@ import { BaseCommand } from '../../cli/base-command.js'
 import { parseDuration } from '../../cli/durations.js'
 import { describeKey, keyView } from '../../cli/key-view.js'
 import { keyLimitFlags, limitsFromFlags } from '../../cli/limit-flags.js'
-import { KeyManager } from '../../core/keys.js'
 
 export default class KeysUpdate extends BaseCommand<typeof KeysUpdate> {
   static override summary = 'Change a key\'s models, expiry or limits'
@@ -16,14 +15,13 @@ export default class KeysUpdate extends BaseCommand<typeof KeysUpdate> {
 
   async run() {
     const f = this.flags
-    const manager = new KeyManager(this.store, this.clock)
     const limits = limitsFromFlags(f)
-    const key = manager.update(this.args.key, {
+    const key = this.keys.update(this.args.key, {
       limits: Object.keys(limits).length > 0 ? limits : undefined,
       models: f.models === undefined ? undefined : f.models === 'all' ? null : f.models.split(',').map((m) => m.trim()).filter(Boolean),
       expiresInMs: f['expires-in'] === undefined ? undefined : f['expires-in'] === 'never' ? null : parseDuration(f['expires-in'], '--expires-in'),
     })
-    const view = keyView(key, manager.prefixes(key.id), this.clock.now())
+    const view = keyView(key, this.keys.prefixes(key.id), this.clock.now())
     this.say(describeKey(view, (s) => this.safe(s)))
     return view
   }

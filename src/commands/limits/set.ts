@@ -2,7 +2,6 @@ import { Flags } from '@oclif/core'
 import { BaseCommand } from '../../cli/base-command.js'
 import { ipLimitFlags, keyLimitFlags, limitsFromFlags } from '../../cli/limit-flags.js'
 import { badRequest } from '../../core/errors.js'
-import { KeyManager } from '../../core/keys.js'
 import { formatLimit } from '../../core/limits.js'
 
 export default class LimitsSet extends BaseCommand<typeof LimitsSet> {
@@ -29,7 +28,7 @@ export default class LimitsSet extends BaseCommand<typeof LimitsSet> {
     }
     const shown = Object.entries(changes).map(([k, v]) => `${k}=${formatLimit(v as number | null)}`).join(' ')
     if (f.key) {
-      const key = new KeyManager(this.store, this.clock).update(f.key, { limits: changes })
+      const key = this.keys.update(f.key, { limits: changes })
       this.say(`Key "${this.safe(key.name)}": ${shown}`)
       return { key: { id: key.id, name: key.name }, limits: key.limits }
     }

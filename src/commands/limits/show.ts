@@ -1,7 +1,6 @@
 import { Flags } from '@oclif/core'
 import { BaseCommand } from '../../cli/base-command.js'
 import { renderTable } from '../../cli/table.js'
-import { KeyManager } from '../../core/keys.js'
 import { formatLimit, resolveIpLimits, resolveKeyLimits, type LimitSource } from '../../core/limits.js'
 
 export default class LimitsShow extends BaseCommand<typeof LimitsShow> {
@@ -12,13 +11,14 @@ export default class LimitsShow extends BaseCommand<typeof LimitsShow> {
 
   async run() {
     const defaults = this.store.getDefaults()
-    const key = this.flags.key ? new KeyManager(this.store, this.clock).get(this.flags.key) : null
+    const key = this.flags.key ? this.keys.get(this.flags.key) : null
     const resolved = resolveKeyLimits(defaults, key?.limits)
     const limits: Record<string, { value: number | string | null; source: LimitSource }> = {}
     for (const [name, value] of Object.entries(resolved.limits)) limits[name] = { value, source: resolved.sources[name as keyof typeof resolved.sources] }
     if (!key) {
       const ip = resolveIpLimits(defaults)
-      for (const [name, value] of Object.entries(ip)) limits[name] = { value, source: name in defaults ? 'default' : 'built-in' }
+      // The rule resolveIpLimits applies: a default that is set (not undefined) wins.
+      for (const [name, value] of Object.entries(ip)) limits[name] = { value, source: defaults[name as keyof typeof ip] !== undefined ? 'default' : 'built-in' }
     }
     this.say(key ? `Limits of key "${this.safe(key.name)}" (${key.id}):` : 'Default limits (every key inherits these unless it overrides them):')
     this.say(renderTable(['LIMIT', 'VALUE', 'FROM'], Object.entries(limits).map(([name, l]) => [name, formatLimit(l.value), l.source])))

@@ -3,7 +3,6 @@ import { BaseCommand } from '../../cli/base-command.js'
 import { parseTime } from '../../cli/durations.js'
 import { renderTable } from '../../cli/table.js'
 import { groupView, ms, sumGroups, usd } from '../../cli/usage-view.js'
-import { KeyManager } from '../../core/keys.js'
 
 export default class Usage extends BaseCommand<typeof Usage> {
   static override summary = 'Usage over a time range, grouped by day, key or model'
@@ -19,28 +18,28 @@ export default class Usage extends BaseCommand<typeof Usage> {
     const now = this.clock.now()
     const since = parseTime(this.flags.since, now, '--since')
     const until = this.flags.until ? parseTime(this.flags.until, now, '--until') : undefined
-    const manager = new KeyManager(this.store, this.clock)
-    const keyId = this.flags.key ? manager.get(this.flags.key).id : undefined
+    const keyId = this.flags.key ? this.keys.get(this.flags.key).id : undefined
     const by = this.flags.by as 'day' | 'key' | 'model'
     const groups = this.store.usageBy(by, { since, until, keyId })
-    const names = by === 'key' ? new Map(manager.list().map((k) => [k.id, k.name])) : null
-    const rows = groups.map((g) => ({ [by]: g.group === '' ? null : g.group, ...(names ? { key_name: names.get(g.group) ?? null } : {}), ...groupView(g) }))
+    const names = by === 'key' ? new Map(this.keys.list().map((k) => [k.id, k.name])) : null
+    const views = groups.map((g) => ({ group: g.group, view: groupView(g) }))
+    const rows = views.map(({ group, view }) => ({ [by]: group === '' ? null : group, ...(names ? { key_name: names.get(group) ?? null } : {}), ...view }))
     const total = sumGroups(groups)
     this.say(`Usage from ${since} to ${until ?? 'now'}, by ${by}`)
     this.say(
       renderTable(
         [by.toUpperCase(), 'REQUESTS', 'ERRORS', '429S', 'PROMPT', 'COMPLETION', 'TOKENS', 'COST', 'P50 MS', 'P95 MS'],
-        groups.map((g) => [
-          names ? (names.get(g.group) ?? (g.group || '(no key)')) : g.group || '-',
-          g.requests,
-          g.errors,
-          g.rateLimited,
-          g.promptTokens,
-          g.completionTokens,
-          g.totalTokens,
-          usd(groupView(g).estimated_cost_usd),
-          ms(g.p50Ms),
-          ms(g.p95Ms),
+        views.map(({ group, view: v }) => [
+          names ? (names.get(group) ?? (group || '(no key)')) : group || '-',
+          v.requests,
+          v.errors,
+          v.rate_limited,
+          v.prompt_tokens,
+          v.completion_tokens,
+          v.total_tokens,
+          usd(v.estimated_cost_usd),
+          ms(v.p50_ms),
+          ms(v.p95_ms),
         ]),
         ['TOTAL', total.requests, total.errors, total.rate_limited, total.prompt_tokens, total.completion_tokens, total.total_tokens, usd(total.estimated_cost_usd), '', ''],
       ),

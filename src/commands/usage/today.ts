@@ -4,7 +4,6 @@ import { bar, renderTable } from '../../cli/table.js'
 import { groupView, ms, sumGroups, usd } from '../../cli/usage-view.js'
 import { Calendar } from '../../core/calendar.js'
 import { badRequest } from '../../core/errors.js'
-import { KeyManager } from '../../core/keys.js'
 import { resolveKeyLimits } from '../../core/limits.js'
 
 export default class UsageToday extends BaseCommand<typeof UsageToday> {
@@ -18,15 +17,15 @@ export default class UsageToday extends BaseCommand<typeof UsageToday> {
     const day = new Calendar(this.flags.timezone).dayOf(this.clock.now())
     const groups = this.store.usageBy('key', { day })
     const defaults = this.store.getDefaults()
-    const manager = new KeyManager(this.store, this.clock)
-    const keys = new Map(manager.list().map((k) => [k.id, k]))
+    const keys = new Map(this.keys.list().map((k) => [k.id, k]))
+    const prefixes = this.keys.prefixesByKey()
     const rows = groups.map((g) => {
       const key = keys.get(g.group)
       const budget = key ? resolveKeyLimits(defaults, key.limits).limits.dailyTokens : null
       return {
         key_id: g.group === '' ? null : g.group,
         key_name: key?.name ?? null,
-        prefix: key ? (manager.prefixes(key.id)[0] ?? null) : null,
+        prefix: key ? (prefixes.get(key.id)?.[0] ?? null) : null,
         ...groupView(g),
         daily_budget: budget,
         budget_used: budget === null ? null : g.totalTokens / budget,
