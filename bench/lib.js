@@ -44,12 +44,12 @@ export function memory(pid) {
 /** Samples VmRSS of `pid` every `intervalMs` until stopped; returns the peak seen (bytes). */
 export function rssSampler(pid, intervalMs = 100) {
   let peak = 0
-  const samples = []
+  let count = 0
   const take = () => {
     const m = memory(pid)
     if (m?.rss) {
       peak = Math.max(peak, m.rss)
-      samples.push(m.rss)
+      count++
     }
   }
   take()
@@ -58,7 +58,7 @@ export function rssSampler(pid, intervalMs = 100) {
     stop() {
       clearInterval(timer)
       take()
-      return { peak, count: samples.length }
+      return { peak, count }
     },
   }
 }

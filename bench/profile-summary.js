@@ -7,7 +7,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 /** Which module a call frame belongs to: an npm package, a gateway file, or node internals. */
-export function moduleOf(url) {
+function moduleOf(url) {
   if (!url) return '(native/V8)'
   const nm = url.lastIndexOf('/node_modules/')
   if (nm >= 0) {
