@@ -137,14 +137,15 @@ export class Gateway {
   }
 
   newRecord(requestId: string, ip: string, method: string, route: string, userAgent: string | null): RequestRecord {
-    return new RequestRecord(requestId, ip, method, route, userAgent, this.deps.clock.now())
+    const now = this.deps.clock.now()
+    return new RequestRecord(requestId, ip, method, route, userAgent, now, this.ledger.dayOf(now))
   }
 
   /** Writes the record's one log row (group commit); resolves when it is durable. */
   log(record: RequestRecord, status: number): Promise<void> {
     if (record.written) return Promise.resolve()
     record.written = true
-    const row = record.toRow(status, this.ledger.dayOf(this.deps.clock.now()))
+    const row = record.toRow(status)
     this.deps.observe?.(row)
     return this.deps.requestLog.write(row)
   }
@@ -209,6 +210,7 @@ export class Gateway {
     if (this.deps.options.logBodies) record.requestBody = JSON.stringify(prepared.body)
     const admission = await this.admission.admit(key, this.limitsOf(key), prepared, { signal, timeoutMs: queueTimeoutMs })
     record.queuedMs = admission.queuedMs
+    record.day = admission.day
     return admission
   }
 
