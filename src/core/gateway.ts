@@ -67,7 +67,7 @@ export class Gateway {
   /** The store's change marker at the last successful load. */
   private version = -1
   private reloadFailing = false
-  readonly ipLimiter = new IpLimiter()
+  private readonly ipLimiter = new IpLimiter()
   private modelCache: { at: number; ids: Promise<string[]> } | null = null
 
   constructor(private readonly deps: GatewayDeps) {
