@@ -113,7 +113,7 @@ export class Gateway {
 
   /**
    * A request's first step: picks up whatever the CLI committed (one look at the store's
-   * change marker, about 2 µs), so keys and limits as the CLI last left them apply to this
+   * change marker, a few microseconds), so keys and limits as the CLI last left them apply to this
    * very request; then the optional per-IP limit on all requests.
    */
   checkIp(ip: string): void {
