@@ -75,6 +75,7 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
     requestLog,
     options: { model: settings.model, logBodies: settings.logBodies, maxInflight: settings.maxInflight, queueSize: settings.queueSize, queueTimeoutMs: settings.queueTimeoutMs },
     observe: (row) => metrics?.observe(row),
+    onError,
   })
   metrics = new Metrics(() => gateway.queue)
   const stopWatching = gateway.watch()

@@ -26,6 +26,8 @@ function perMinute(out: Record<string, string>, state: string[], name: string, l
 /** A request let through: its slot, its reservations, and the rate-limit headers to send. */
 export interface Admission {
   readonly queuedMs: number
+  /** The budget day its reservation was taken in, which its tokens are charged to. */
+  readonly day: string
   readonly headers: Record<string, string>
   /** Settles budget and token window to the real usage and frees the slot. Idempotent. */
   settle(usage: Usage): void
@@ -110,6 +112,7 @@ export class AdmissionControl {
     let settled = false
     return {
       queuedMs: slot.queuedMs,
+      day: reservation.day,
       headers,
       settle: (usage: Usage) => {
         if (settled) return

@@ -69,7 +69,7 @@ export class BudgetLedger {
     if (reservation.settled) return
     reservation.settled = true
     this.roll(now)
-    if (reservation.day !== this.day) return // yesterday's tokens: in the store only
+    if (reservation.day !== this.day) return // an earlier day's: its row is charged to that day, which memory no longer holds
     const { keyId } = reservation
     this.reserved.set(keyId, (this.reserved.get(keyId) ?? 0) - reservation.amount)
     this.spent.set(keyId, (this.spent.get(keyId) ?? 0) + usedTokens)

@@ -12,6 +12,61 @@ export type ErrorType =
   | 'server_error'
   | 'not_found_error'
 
+/**
+ * Every error code the gateway assigns, in one place. The one code that can be something
+ * else is an upstream's own, relayed when it rejects a request (`upstreamCode`); so a code
+ * outside this list came from an upstream, and metrics label it `other`.
+ */
+export const ERROR_CODES = [
+  'invalid_request',
+  'invalid_json',
+  'too_deep',
+  'max_tokens_exceeded',
+  'input_too_long',
+  'message_too_long',
+  'conflicting_credentials',
+  'body_too_large',
+  'invalid_api_key',
+  'permission_denied',
+  'admin_required',
+  'model_not_allowed',
+  'not_found',
+  'key_exists',
+  'key_not_found',
+  'client_closed_request',
+  'rate_limit_exceeded',
+  'tokens_rate_limit_exceeded',
+  'request_too_large',
+  'daily_limit_exceeded',
+  'ip_rate_limit_exceeded',
+  'auth_rate_limit_exceeded',
+  'queue_full',
+  'queue_timeout',
+  'shutting_down',
+  'upstream_invalid_request',
+  'upstream_rate_limited',
+  'upstream_auth_failed',
+  'upstream_redirect',
+  'upstream_error',
+  'upstream_timeout',
+  'upstream_unreachable',
+  'upstream_broken',
+  'upstream_malformed',
+  'upstream_too_large',
+  'upstream_stream_error',
+  'upstream_incomplete',
+  'internal_error',
+] as const
+
+export type ErrorCode = (typeof ERROR_CODES)[number]
+
+const GATEWAY_CODES: ReadonlySet<string> = new Set(ERROR_CODES)
+
+/** Whether the gateway assigned this code (else an upstream chose it). */
+export function isGatewayCode(code: string): code is ErrorCode {
+  return GATEWAY_CODES.has(code)
+}
+
 export interface ErrorBody {
   error: { message: string; type: ErrorType; code: string; param: string | null }
 }
@@ -23,18 +78,19 @@ export class GatewayError extends Error {
   readonly param: string | null
   readonly headers: Record<string, string>
 
+  /** `upstreamCode`: an upstream's own code, relayed instead of `code` (see ERROR_CODES). */
   constructor(
     status: number,
     type: ErrorType,
-    code: string,
+    code: ErrorCode,
     message: string,
-    options: { param?: string | null; headers?: Record<string, string>; cause?: unknown } = {},
+    options: { param?: string | null; headers?: Record<string, string>; cause?: unknown; upstreamCode?: string } = {},
   ) {
     super(message, { cause: options.cause })
     this.name = 'GatewayError'
     this.status = status
     this.type = type
-    this.code = code
+    this.code = options.upstreamCode ?? code
     this.param = options.param ?? null
     this.headers = options.headers ?? {}
   }
@@ -44,7 +100,7 @@ export class GatewayError extends Error {
   }
 }
 
-export function badRequest(message: string, param: string | null = null, code = 'invalid_request'): GatewayError {
+export function badRequest(message: string, param: string | null = null, code: ErrorCode = 'invalid_request'): GatewayError {
   return new GatewayError(400, 'invalid_request_error', code, message, { param })
 }
 
@@ -54,7 +110,7 @@ export function unauthorized(message = 'Invalid or missing API key'): GatewayErr
   })
 }
 
-export function forbidden(message: string, code = 'permission_denied', param: string | null = null): GatewayError {
+export function forbidden(message: string, code: ErrorCode = 'permission_denied', param: string | null = null): GatewayError {
   return new GatewayError(403, 'permission_error', code, message, { param })
 }
 
@@ -70,20 +126,20 @@ export function payloadTooLarge(limit: number): GatewayError {
 }
 
 /** 429 with both Retry-After (whole seconds, rounded up) and retry-after-ms. */
-export function rateLimited(message: string, code: string, retryAfterMs: number, extra: Record<string, string> = {}): GatewayError {
+export function rateLimited(message: string, code: ErrorCode, retryAfterMs: number, extra: Record<string, string> = {}): GatewayError {
   const ms = Math.max(0, Math.ceil(retryAfterMs))
   return new GatewayError(429, 'rate_limit_error', code, message, {
     headers: { 'retry-after': String(Math.max(1, Math.ceil(ms / 1000))), 'retry-after-ms': String(ms), ...extra },
   })
 }
 
-export function unavailable(message: string, code: string, retryAfterMs: number): GatewayError {
+export function unavailable(message: string, code: ErrorCode, retryAfterMs: number): GatewayError {
   const ms = Math.max(0, Math.ceil(retryAfterMs))
   return new GatewayError(503, 'queue_error', code, message, {
     headers: { 'retry-after': String(Math.max(1, Math.ceil(ms / 1000))), 'retry-after-ms': String(ms) },
   })
 }
 
-export function upstreamError(status: 502 | 504, message: string, code: string): GatewayError {
+export function upstreamError(status: 502 | 504, message: string, code: ErrorCode): GatewayError {
   return new GatewayError(status, 'upstream_error', code, message)
 }

@@ -4,14 +4,14 @@ import { BudgetLedger } from './budget.js'
 import type { Calendar } from './calendar.js'
 import { serialise, type PreparedChat } from './chat-request.js'
 import type { Clock } from './clock.js'
-import { GatewayError, rateLimited, unauthorized, upstreamError } from './errors.js'
+import { GatewayError, unauthorized, upstreamError } from './errors.js'
+import { IpLimiter } from './ip-limiter.js'
 import { KeyRing } from './keys.js'
 import { resolveIpLimits, resolveKeyLimits } from './limits.js'
 import type { Pricing } from './pricing.js'
 import { clientClosed, FairQueue, type QueueOptions } from './queue.js'
 import type { RequestLog } from './request-log.js'
 import { RequestRecord } from './request-record.js'
-import { SlidingWindow } from './sliding-window.js'
 import { eventData, SseSplitter } from './sse.js'
 import { countPromptTokens, countTextTokens } from './tokens.js'
 import type { Upstream } from './upstream.js'
@@ -33,6 +33,8 @@ export interface GatewayDeps {
   options: GatewayOptions
   /** Told of every row logged (metrics). */
   observe?: (row: RequestRow) => void
+  /** Told when reloading keys and limits fails: once, until a reload succeeds again. */
+  onError?: (err: unknown) => void
 }
 
 export interface Completion {
@@ -47,7 +49,6 @@ export interface StreamedCompletion {
 }
 
 const MODELS_TTL_MS = 5 * 60_000
-const IP_TABLE_SWEEP = 10_000
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
@@ -63,9 +64,10 @@ export class Gateway {
   private defaults: DefaultOverrides = {}
   private ipLimits: IpLimits = resolveIpLimits({})
   private limitsCache = new Map<string, Limits>()
+  /** The store's change marker at the last successful load. */
   private version = -1
-  private readonly authFailures = new Map<string, SlidingWindow>()
-  private readonly ipRequests = new Map<string, SlidingWindow>()
+  private reloadFailing = false
+  private readonly ipLimiter = new IpLimiter()
   private modelCache: { at: number; ids: Promise<string[]> } | null = null
 
   constructor(private readonly deps: GatewayDeps) {
@@ -75,27 +77,27 @@ export class Gateway {
     this.refresh()
   }
 
-  /** Reloads keys and limits if another connection (the CLI) changed the store. */
+  /**
+   * Reloads keys and limits if another connection (the CLI) committed since the last
+   * successful load. The version is taken as seen only once the load has succeeded, so a
+   * failed load is tried again at the next check; throws what the load threw.
+   */
   refresh(force = false): boolean {
     const version = this.deps.store.changeVersion()
     if (!force && version === this.version) return false
-    this.version = version
-    this.keys.load(this.deps.store, this.deps.clock.now())
-    this.defaults = this.deps.store.getDefaults()
-    this.ipLimits = resolveIpLimits(this.defaults)
+    const defaults = this.deps.store.getDefaults()
+    this.keys.load(this.deps.store, this.deps.clock.now()) // last: the one step that replaces state and can throw
+    this.defaults = defaults
+    this.ipLimits = resolveIpLimits(defaults)
     this.limitsCache = new Map()
+    this.version = version
+    this.reloadFailing = false
     return true
   }
 
-  /** Polls the store so CLI changes apply within `intervalMs`; returns the stop function. */
+  /** Polls the store so CLI changes apply while no requests come; returns the stop function. */
   watch(intervalMs = 250): () => void {
-    const timer = setInterval(() => {
-      try {
-        this.refresh()
-      } catch {
-        // A busy store is retried on the next tick; the old view stays valid meanwhile.
-      }
-    }, intervalMs)
+    const timer = setInterval(() => this.refreshOrKeep(), intervalMs)
     timer.unref()
     return () => clearInterval(timer)
   }
@@ -109,44 +111,41 @@ export class Gateway {
     return limits
   }
 
-  /** The optional per-IP limit on all requests, checked before anything else. */
+  /**
+   * A request's first step: picks up whatever the CLI committed (one look at the store's
+   * change marker, a few microseconds), so keys and limits as the CLI last left them apply to this
+   * very request; then the optional per-IP limit on all requests.
+   */
   checkIp(ip: string): void {
-    const limit = this.ipLimits.ipRpm
-    if (limit === null) return
-    const window = this.ipWindow(this.ipRequests, ip)
-    const now = this.deps.clock.now()
-    if (window.admit(now, 1, limit) < 0) {
-      throw rateLimited(`Too many requests from this address (limit ${limit} per minute)`, 'ip_rate_limit_exceeded', window.waitFor(now, 1, limit))
-    }
+    this.refreshOrKeep()
+    this.ipLimiter.admitRequest(ip, this.ipLimits.ipRpm, this.deps.clock.now())
   }
 
   /**
-   * The key for a presented secret. A failure counts against the client's IP; past the
-   * limit further failures get 429, while valid keys from the same IP still pass.
+   * The key for a presented secret (after `checkIp`, which picked up the CLI's changes). A
+   * miss looks at the store once more before it counts: a key made a moment ago works at
+   * once. A failure counts against the client's address; past the limit further failures
+   * get 429, while valid keys from the same address still pass.
    */
   authenticate(presented: string | null, ip: string): ApiKey {
     const now = this.deps.clock.now()
-    const key = presented === null ? null : this.keys.authenticate(presented, now)
+    let key = presented === null ? null : this.keys.authenticate(presented, now)
+    if (!key && presented !== null && this.refreshOrKeep()) key = this.keys.authenticate(presented, now)
     if (key) return key
-    const limit = this.ipLimits.authFailuresPerMinute
-    if (limit !== null) {
-      const window = this.ipWindow(this.authFailures, ip)
-      if (window.admit(now, 1, limit) < 0) {
-        throw rateLimited('Too many failed authentication attempts from this address', 'auth_rate_limit_exceeded', window.waitFor(now, 1, limit))
-      }
-    }
+    this.ipLimiter.countFailure(ip, this.ipLimits.authFailuresPerMinute, now)
     throw unauthorized(presented === null ? 'Missing API key: send "Authorization: Bearer <key>" or "X-API-Key: <key>"' : 'Invalid API key')
   }
 
   newRecord(requestId: string, ip: string, method: string, route: string, userAgent: string | null): RequestRecord {
-    return new RequestRecord(requestId, ip, method, route, userAgent, this.deps.clock.now())
+    const now = this.deps.clock.now()
+    return new RequestRecord(requestId, ip, method, route, userAgent, now, this.ledger.dayOf(now))
   }
 
   /** Writes the record's one log row (group commit); resolves when it is durable. */
   log(record: RequestRecord, status: number): Promise<void> {
     if (record.written) return Promise.resolve()
     record.written = true
-    const row = record.toRow(status, this.ledger.dayOf(this.deps.clock.now()))
+    const row = record.toRow(status)
     this.deps.observe?.(row)
     return this.deps.requestLog.write(row)
   }
@@ -211,6 +210,7 @@ export class Gateway {
     if (this.deps.options.logBodies) record.requestBody = JSON.stringify(prepared.body)
     const admission = await this.admission.admit(key, this.limitsOf(key), prepared, { signal, timeoutMs: queueTimeoutMs })
     record.queuedMs = admission.queuedMs
+    record.day = admission.day
     return admission
   }
 
@@ -306,17 +306,21 @@ export class Gateway {
     yield encoder.encode('data: [DONE]\n\n')
   }
 
-  private ipWindow(table: Map<string, SlidingWindow>, ip: string): SlidingWindow {
-    let w = table.get(ip)
-    if (!w) {
-      if (table.size >= IP_TABLE_SWEEP) {
-        const now = this.deps.clock.now()
-        for (const [k, v] of table) if (v.used(now) === 0) table.delete(k)
+  /**
+   * `refresh()` where a failure must not fail the request: the last good view stays in force,
+   * the load is retried at the next check, and the failure is reported once, not per check.
+   */
+  private refreshOrKeep(): boolean {
+    try {
+      return this.refresh()
+    } catch (err) {
+      if (!this.reloadFailing) {
+        const message = err instanceof Error ? err.message : String(err)
+        this.deps.onError?.(new Error(`reloading keys and limits failed, retrying; the last loaded ones stay in force: ${message}`, { cause: err }))
       }
-      w = new SlidingWindow()
-      table.set(ip, w)
+      this.reloadFailing = true
+      return false
     }
-    return w
   }
 }
 

@@ -19,6 +19,12 @@ export class RequestRecord {
   costMicros: number | null = null
   requestBody: string | null = null
   responseBody: string | null = null
+  /**
+   * The budget day the row is charged to: the day it arrived, until admission makes it the
+   * day of its reservation. So a request admitted before midnight and finished after it is
+   * one day's, in memory, in daily usage and in its row.
+   */
+  day: string
   /** Set when the chat flow writes the row itself (a stream, before its last byte). */
   deferred = false
   written = false
@@ -30,11 +36,13 @@ export class RequestRecord {
     readonly route: string,
     readonly userAgent: string | null,
     now: number,
+    day: string,
   ) {
     this.timestamp = new Date(now).toISOString()
+    this.day = day
   }
 
-  toRow(status: number, day: string): RequestRow {
+  toRow(status: number): RequestRow {
     return {
       timestamp: this.timestamp,
       requestId: this.requestId,
@@ -56,7 +64,7 @@ export class RequestRecord {
       streamed: this.streamed,
       userAgent: this.userAgent,
       costMicros: this.costMicros,
-      day,
+      day: this.day,
       requestBody: this.requestBody,
       responseBody: this.responseBody,
     }

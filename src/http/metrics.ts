@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { isGatewayCode } from '../core/errors.js'
 import type { FairQueue } from '../core/queue.js'
 import type { RequestRow } from '../core/types.js'
 
@@ -43,8 +44,9 @@ export class Metrics {
   observe(row: RequestRow): void {
     const route = ROUTES.has(row.route) ? row.route : 'other'
     const model = this.modelLabel(row.model)
-    const id = `${route}\0${row.status}\0${model}`
-    const requests = this.requestSeries.get(id) ?? remember(this.requestSeries, id, this.requests.labels({ route, status: String(row.status), model }))
+    const status = Number.isInteger(row.status) && row.status >= 100 && row.status <= 599 ? String(row.status) : 'other'
+    const id = `${route}\0${status}\0${model}`
+    const requests = this.requestSeries.get(id) ?? remember(this.requestSeries, id, this.requests.labels({ route, status, model }))
     requests.inc()
     if (row.totalTokens > 0) {
       const prompt = this.tokenSeries.get('prompt') ?? remember(this.tokenSeries, 'prompt', this.tokens.labels({ kind: 'prompt' }))
@@ -52,8 +54,9 @@ export class Metrics {
       prompt.inc(row.promptTokens)
       completion.inc(row.completionTokens)
     }
-    const reason = row.errorCode
-    if (reason !== null) {
+    if (row.errorCode !== null) {
+      // An upstream may choose its code (see ERROR_CODES): the gateway's own codes are a fixed set.
+      const reason = isGatewayCode(row.errorCode) ? row.errorCode : 'other'
       const refusals = this.refusalSeries.get(reason) ?? remember(this.refusalSeries, reason, this.refusals.labels({ reason }))
       refusals.inc()
     }

@@ -130,8 +130,10 @@ export class OpenAIUpstream implements Upstream {
       }
       if (status >= 300 && status < 400) return upstreamError(502, `The upstream answered with a redirect (${status}), which the gateway does not follow`, 'upstream_redirect')
       if (status === 400 || status === 404 || status === 409 || status === 422) {
-        const code = err.code ? this.scrub(String(err.code)).slice(0, 64) : 'upstream_invalid_request'
-        return new GatewayError(status, 'invalid_request_error', code, `The upstream rejected the request: ${message}`, { param: err.param ? this.scrub(String(err.param)).slice(0, 64) : null })
+        return new GatewayError(status, 'invalid_request_error', 'upstream_invalid_request', `The upstream rejected the request: ${message}`, {
+          param: err.param ? this.scrub(String(err.param)).slice(0, 64) : null,
+          upstreamCode: err.code ? this.scrub(String(err.code)).slice(0, 64) : undefined,
+        })
       }
       return upstreamError(502, `The upstream failed (status ${status})`, 'upstream_error')
     }

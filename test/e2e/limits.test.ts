@@ -311,6 +311,38 @@ describe('client IP', () => {
   })
 })
 
+describe('IPv6 clients count per /64, IPv4-mapped addresses as IPv4', () => {
+  it('addresses rotating inside one /64 hit the failed-authentication limit; another /64 does not', async () => {
+    const { gw } = await setup({ trustProxy: true })
+    const bad = 'gw-' + 'z'.repeat(43)
+    const from = (ip: string) => gw.post('/chat', bad, { message: 'x' }, { 'x-forwarded-for': ip })
+    const answers: number[] = []
+    for (let i = 1; i <= 12; i++) answers.push((await from(`2001:db8:7:9:${i.toString(16)}::${i}`)).status)
+    expect(answers).toEqual([...Array(10).fill(401), 429, 429])
+    expect((await from('2001:db8:7:a::1')).status).toBe(401)
+  })
+
+  it('::ffff:192.0.2.5 and 192.0.2.5 are one client for the failed-authentication limit', async () => {
+    const { gw } = await setup({ trustProxy: true })
+    const bad = 'gw-' + 'w'.repeat(43)
+    const from = (ip: string) => gw.post('/chat', bad, { message: 'x' }, { 'x-forwarded-for': ip })
+    for (let i = 0; i < 10; i++) expect((await from(i % 2 === 0 ? '192.0.2.5' : '::ffff:192.0.2.5')).status).toBe(401)
+    expect((await from('::FFFF:c000:205')).status).toBe(429)
+    expect((await from('192.0.2.5')).status).toBe(429)
+  })
+
+  it('the per-IP request limit counts one /64 as one client', async () => {
+    const { gw } = await setup({ trustProxy: true })
+    const key = gw.createKey({ name: 'six', limits: NO_LIMITS })
+    gw.admin.mergeDefaults({ ipRpm: 2 })
+    const from = (ip: string) => gw.post('/chat', key, { message: 'x' }, { 'x-forwarded-for': ip })
+    const answers = [await from('2001:db8:5:5::1'), await from('2001:db8:5:5:ffff::2'), await from('2001:db8:5:5::3')]
+    expect(answers.map((r) => r.status)).toEqual([200, 200, 429])
+    expect(((await answers[2].json()) as { error: { code: string } }).error.code).toBe('ip_rate_limit_exceeded')
+    expect((await from('2001:db8:5:6::1')).status).toBe(200)
+  })
+})
+
 describe('per-IP limit on all requests', () => {
   it('is off by default and, when set, refuses an IP past it whatever its keys', async () => {
     const { gw } = await setup()

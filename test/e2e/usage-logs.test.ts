@@ -841,4 +841,26 @@ describe('GET /metrics', () => {
       await g.stop()
     }
   })
+
+  it('labels come from fixed sets: error codes an upstream chose are counted as `other`, never as label values', async () => {
+    const g = await startGateway({ upstreamUrl: upstream.url, metricsPublic: true })
+    try {
+      const k = g.createKey({ name: 'chosen', limits: NO_LIMITS })
+      const chosen = Array.from({ length: 6 }, (_, i) => `zz_${Math.random().toString(36).slice(2)}_${i}`)
+      const statuses = [400, 404, 409, 422, 400, 422]
+      for (const [i, code] of chosen.entries()) {
+        upstream.script({ kind: 'status', status: statuses[i], body: JSON.stringify({ error: { message: 'no', type: 'invalid_request_error', code, param: null } }) })
+        const res = await send(g.url, '/v1/chat/completions', k, { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })
+        expect(res.status).toBe(statuses[i])
+        expect(res.json.error.code).toBe(code) // the client still hears the upstream's code
+      }
+      const text = await (await fetch(`${g.url}/metrics`)).text()
+      for (const code of chosen) expect(text).not.toContain(code)
+      expect(metric(parseMetrics(text), 'gateway_refusals_total', { reason: 'other' })).toBe(chosen.length)
+      const statusLabels = parseMetrics(text).filter((s) => s.name === 'gateway_requests_total').map((s) => s.labels.status)
+      expect(statusLabels.every((s) => /^[1-5]\d\d$/.test(s))).toBe(true)
+    } finally {
+      await g.stop()
+    }
+  })
 })

@@ -1,3 +1,4 @@
+import type { Statement } from 'better-sqlite3'
 import { and, count, eq, gte, lt, or, sql, type SQL } from 'drizzle-orm'
 import type { ApiKey, DailyUsage, DefaultOverrides, KeySecret, RequestRow } from '../../core/types.js'
 import type { KeyPatch, NewKey, RequestFilter, Store, UsageGroup } from '../store.js'
@@ -142,6 +143,8 @@ export class SqliteStore implements Store {
   private readonly upsertUsage: (values: object) => unknown
   /** better-sqlite3's own transaction function, built once: the group commit runs it per batch. */
   private readonly appendBatch: ReturnType<OpenedDatabase['sqlite']['transaction']>
+  /** Prepared once: it runs on every request. */
+  private readonly dataVersion: Statement<[], number>
 
   constructor(opened: OpenedDatabase) {
     this.opened = opened
@@ -200,6 +203,7 @@ export class SqliteStore implements Store {
         },
       }),
     )
+    this.dataVersion = opened.sqlite.prepare<[], number>('PRAGMA data_version').pluck()
     this.appendBatch = opened.sqlite.transaction((rows: RequestRow[]) => {
       for (const row of rows) this.insertRow(row)
       // Daily usage is the log summed per key and day (every request made with the key): one
@@ -303,7 +307,7 @@ export class SqliteStore implements Store {
   }
 
   changeVersion(): number {
-    return this.opened.sqlite.pragma('data_version', { simple: true }) as number
+    return this.dataVersion.get()!
   }
 
   appendRequests(rows: RequestRow[]): void {
