@@ -61,7 +61,7 @@ export interface BuiltGateway {
 export function buildGateway(settings: GatewaySettings, clock: Clock = systemClock, onError: (err: unknown) => void = () => {}): BuiltGateway {
   const calendar = new Calendar(settings.timezone)
   const pricing = Pricing.load(settings.prices)
-  const store = SqliteStore.open(settings.db)
+  const store = SqliteStore.open(settings.db, { busyTimeoutMs: 0 })
   const sinks: RowSink[] = settings.csvLog ? [new CsvLog(settings.csvLog)] : []
   const requestLog = new RequestLog(store, sinks, onError)
   const upstream = createUpstream({ ...settings })

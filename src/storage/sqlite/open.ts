@@ -30,6 +30,8 @@ export function compareVersions(a: string, b: string): number {
 /**
  * The one place a database is opened: file created 0600, version check, pragmas, then the
  * migrations (synchronous on this driver), so a caller never sees an unmigrated schema.
+ * `busyTimeoutMs` is how long a statement then waits for another connection's write lock
+ * (the server's connection uses 0: its serving thread must never sleep in SQLite).
  */
 export function openDatabase(path: string, options: { busyTimeoutMs?: number } = {}): OpenedDatabase {
   if (path !== ':memory:') {
@@ -46,9 +48,10 @@ export function openDatabase(path: string, options: { busyTimeoutMs?: number } =
     sqlite.pragma('journal_mode = WAL')
     sqlite.pragma('synchronous = NORMAL')
     sqlite.pragma('foreign_keys = ON')
-    sqlite.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`)
+    sqlite.pragma('busy_timeout = 5000') // migrations wait for a CLI write like any CLI command
     const db = drizzle({ client: sqlite, schema })
     migrateOnce(db)
+    sqlite.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`)
     return { sqlite, db }
   } catch (err) {
     sqlite.close()
