@@ -7,6 +7,7 @@ import { UsageReports } from './core/usage.js'
 import { createApp } from './http/app.js'
 import { Metrics } from './http/metrics.js'
 import { CsvLog } from './storage/csv-log.js'
+import { ServerLock } from './storage/sqlite/server-lock.js'
 import { SqliteStore } from './storage/sqlite/sqlite-store.js'
 import { createUpstream, type OpenAIUpstream } from './upstream/openai-upstream.js'
 
@@ -53,7 +54,7 @@ export interface BuiltGateway {
   store: SqliteStore
   upstream: OpenAIUpstream
   requestLog: RequestLog
-  /** Stops watching the store, commits pending rows, closes files, store and transport. */
+  /** Stops watching the store, commits pending rows, closes files, store and transport, and gives up the database. */
   close(): Promise<void>
 }
 
@@ -62,6 +63,13 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
   const calendar = new Calendar(settings.timezone)
   const pricing = Pricing.load(settings.prices)
   const store = SqliteStore.open(settings.db, { busyTimeoutMs: 0 })
+  let lock: ServerLock | null
+  try {
+    lock = settings.db === ':memory:' ? null : ServerLock.acquire(settings.db)
+  } catch (err) {
+    store.close()
+    throw err
+  }
   const sinks: RowSink[] = settings.csvLog ? [new CsvLog(settings.csvLog)] : []
   const requestLog = new RequestLog(store, sinks, onError)
   const upstream = createUpstream({ ...settings })
@@ -98,6 +106,7 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
       await requestLog.drain()
       for (const sink of sinks) sink.close()
       store.close()
+      lock?.release()
       await upstream.close()
     },
   }

@@ -87,3 +87,8 @@ export function unavailable(message: string, code: string, retryAfterMs: number)
 export function upstreamError(status: 502 | 504, message: string, code: string): GatewayError {
   return new GatewayError(status, 'upstream_error', code, message)
 }
+
+/** A second server on one SQLite database (exit 2: the command was wrong, not the gateway). */
+export function databaseInUse(message: string): GatewayError {
+  return new GatewayError(423, 'invalid_request_error', 'database_in_use', message)
+}

@@ -17,6 +17,12 @@ export interface OpenedDatabase {
   db: Db
 }
 
+/** Another connection holds the write lock (or SQLite is recovering the WAL): try again later. */
+export function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' && code.startsWith('SQLITE_BUSY')
+}
+
 export function compareVersions(a: string, b: string): number {
   const pa = a.split('.').map(Number)
   const pb = b.split('.').map(Number)

@@ -1,7 +1,7 @@
 import { and, count, eq, gte, inArray, lt, or, sql, type SQL } from 'drizzle-orm'
 import type { ApiKey, DailyUsage, DefaultOverrides, KeySecret, RequestRow } from '../../core/types.js'
 import type { KeyPatch, NewKey, RequestFilter, Store, UsageGroup } from '../store.js'
-import { openDatabase, type OpenedDatabase } from './open.js'
+import { isBusy, openDatabase, type OpenedDatabase } from './open.js'
 import { apiKeys, dailyUsage, keySecrets, requestLog, settings } from './schema.js'
 
 const DEFAULTS = 'limits'
@@ -17,12 +17,6 @@ const PRUNE_PAUSE_MS = 20
 /** Sleeps without returning to the event loop (the store's methods are synchronous). */
 function pause(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
-}
-
-/** Another connection holds the write lock (or SQLite is recovering the WAL): try again later. */
-function isBusy(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code
-  return typeof code === 'string' && code.startsWith('SQLITE_BUSY')
 }
 
 type KeyRow = typeof apiKeys.$inferSelect
