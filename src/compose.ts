@@ -54,9 +54,12 @@ export interface BuiltGateway {
   store: SqliteStore
   upstream: OpenAIUpstream
   requestLog: RequestLog
-  /** Stops watching the store, commits pending rows, closes files, store and transport, and gives up the database. */
+  /** Stops watching the store, waits for every request's row to be committed, closes files, store and transport, and gives up the database. */
   close(): Promise<void>
 }
+
+/** At close, how long requests still running may take to hand over their rows. */
+const ROWS_GRACE_MS = 10_000
 
 /** The composition root: the one place that wires SQLite, the CSV log and the OpenAI upstream together. */
 export function buildGateway(settings: GatewaySettings, clock: Clock = systemClock, onError: (err: unknown) => void = () => {}): BuiltGateway {
@@ -103,6 +106,9 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
     requestLog,
     async close() {
       stopWatching()
+      // Every request begun hands its row over (bounded: a straggler must not hold the exit),
+      // then every row is committed, and only then does the store close.
+      await Promise.race([gateway.idle(), new Promise((r) => setTimeout(r, ROWS_GRACE_MS).unref())])
       await requestLog.drain()
       for (const sink of sinks) sink.close()
       store.close()

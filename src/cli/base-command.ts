@@ -9,7 +9,7 @@ export type CommandFlags<T extends typeof Command> = Interfaces.InferredFlags<(t
 export type CommandArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
 
 /** Exit codes scripts can rely on (documented in the README). */
-export const EXIT = { ok: 0, failure: 1, usage: 2, notFound: 3, conflict: 4, storeBusy: 5 } as const
+export const EXIT = { ok: 0, failure: 1, usage: 2, notFound: 3, conflict: 4, storeBusy: 5, requestsCut: 6 } as const
 
 function exitCodeOf(err: unknown): number {
   if (err instanceof GatewayError) {

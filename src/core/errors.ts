@@ -84,6 +84,13 @@ export function unavailable(message: string, code: string, retryAfterMs: number)
   })
 }
 
+/** A request the gateway cannot finish because it is stopping; another instance (or a restart) can serve it. */
+export function shuttingDown(): GatewayError {
+  return new GatewayError(503, 'server_error', 'shutting_down', 'The gateway is shutting down; retry shortly', {
+    headers: { 'retry-after': '1', 'retry-after-ms': '1000' },
+  })
+}
+
 export function upstreamError(status: 502 | 504, message: string, code: string): GatewayError {
   return new GatewayError(status, 'upstream_error', code, message)
 }

@@ -4,11 +4,11 @@ import { BudgetLedger } from './budget.js'
 import type { Calendar } from './calendar.js'
 import { serialise, type PreparedChat } from './chat-request.js'
 import type { Clock } from './clock.js'
-import { GatewayError, rateLimited, unauthorized, upstreamError } from './errors.js'
+import { GatewayError, rateLimited, shuttingDown, unauthorized, upstreamError } from './errors.js'
 import { KeyRing } from './keys.js'
 import { resolveIpLimits, resolveKeyLimits } from './limits.js'
 import type { Pricing } from './pricing.js'
-import { clientClosed, FairQueue, type QueueOptions } from './queue.js'
+import { abortError, FairQueue, type QueueOptions } from './queue.js'
 import type { RequestLog } from './request-log.js'
 import { RequestRecord } from './request-record.js'
 import { SlidingWindow } from './sliding-window.js'
@@ -46,6 +46,12 @@ export interface StreamedCompletion {
   body: AsyncIterable<Uint8Array>
 }
 
+/** One upstream call: its signal aborts when the client leaves or at the shutdown deadline. */
+interface Call {
+  readonly signal: AbortSignal
+  done(): void
+}
+
 const MODELS_TTL_MS = 5 * 60_000
 const IP_TABLE_SWEEP = 10_000
 const encoder = new TextEncoder()
@@ -67,6 +73,14 @@ export class Gateway {
   private readonly authFailures = new Map<string, SlidingWindow>()
   private readonly ipRequests = new Map<string, SlidingWindow>()
   private modelCache: { at: number; ids: Promise<string[]> } | null = null
+  /** Upstream calls in flight, for the shutdown deadline to cancel. */
+  private readonly calls = new Set<AbortController>()
+  private stopping = false
+  /** The reason the shutdown deadline cancelled calls with. */
+  private cut: GatewayError | null = null
+  /** Requests begun whose row is not yet handed to the request log. */
+  private unlogged = 0
+  private whenIdle: { promise: Promise<void>; resolve(): void } | null = null
 
   constructor(private readonly deps: GatewayDeps) {
     this.queue = new FairQueue(deps.options, deps.clock)
@@ -139,6 +153,7 @@ export class Gateway {
   }
 
   newRecord(requestId: string, ip: string, method: string, route: string, userAgent: string | null): RequestRecord {
+    this.unlogged++
     return new RequestRecord(requestId, ip, method, route, userAgent, this.deps.clock.now())
   }
 
@@ -146,21 +161,57 @@ export class Gateway {
   log(record: RequestRecord, status: number): Promise<void> {
     if (record.written) return Promise.resolve()
     record.written = true
+    if (--this.unlogged === 0 && this.whenIdle) {
+      this.whenIdle.resolve()
+      this.whenIdle = null
+    }
     const row = record.toRow(status, this.ledger.dayOf(this.deps.clock.now()))
     this.deps.observe?.(row)
     return this.deps.requestLog.write(row)
+  }
+
+  /** Shutdown begins: new upstream calls and the requests waiting in the queue get 503 `shutting_down`. */
+  stopAdmitting(): void {
+    this.stopping = true
+    this.queue.close(shuttingDown())
+  }
+
+  /**
+   * The shutdown deadline: cancels every upstream call in flight. Each still gets an answer
+   * (503 `shutting_down`, or that error as a stream's last event), its row and its charge:
+   * what was streamed and the prompt, estimated. Returns how many were cut.
+   */
+  cutInFlight(): number {
+    this.cut = shuttingDown()
+    const cut = [...this.calls]
+    for (const controller of cut) controller.abort(this.cut)
+    return cut.length
+  }
+
+  /** Resolves once every request begun has handed its row to the request log. */
+  idle(): Promise<void> {
+    if (this.unlogged === 0) return Promise.resolve()
+    if (!this.whenIdle) {
+      let resolve = () => {}
+      const promise = new Promise<void>((r) => (resolve = r))
+      this.whenIdle = { promise, resolve }
+    }
+    return this.whenIdle.promise
   }
 
   /** A non-streamed completion: admitted, forwarded, metered. */
   async complete(record: RequestRecord, key: ApiKey, prepared: PreparedChat, signal: AbortSignal, queueTimeoutMs?: number): Promise<Completion> {
     const admission = await this.begin(record, key, prepared, signal, queueTimeoutMs)
     const started = performance.now()
+    const call = this.track(signal)
     let bytes: Uint8Array
     try {
-      bytes = await this.deps.upstream.complete(serialise(prepared), signal)
+      bytes = await this.deps.upstream.complete(serialise(prepared), call.signal)
     } catch (err) {
-      this.end(record, admission, null, started)
+      this.end(record, admission, this.cutUsage(err, prepared, ''), started)
       throw err
+    } finally {
+      call.done()
     }
     let json: Record<string, unknown>
     try {
@@ -180,16 +231,18 @@ export class Gateway {
   async stream(record: RequestRecord, key: ApiKey, prepared: PreparedChat, signal: AbortSignal, queueTimeoutMs?: number): Promise<StreamedCompletion> {
     const admission = await this.begin(record, key, prepared, signal, queueTimeoutMs)
     const started = performance.now()
+    const call = this.track(signal)
     let source: AsyncIterable<Uint8Array>
     try {
-      source = await this.deps.upstream.stream(serialise(prepared), signal)
+      source = await this.deps.upstream.stream(serialise(prepared), call.signal)
     } catch (err) {
-      this.end(record, admission, null, started)
+      call.done()
+      this.end(record, admission, this.cutUsage(err, prepared, ''), started)
       throw err
     }
     record.streamed = true
     record.deferred = true
-    return { headers: admission.headers, body: this.relay(record, prepared, admission, source, started, signal) }
+    return { headers: admission.headers, body: this.relay(record, prepared, admission, source, started, call) }
   }
 
   /** Model ids this key may use: its allow-list, else the upstream's (cached). */
@@ -207,6 +260,7 @@ export class Gateway {
   }
 
   private async begin(record: RequestRecord, key: ApiKey, prepared: PreparedChat, signal: AbortSignal, queueTimeoutMs?: number): Promise<Admission> {
+    if (this.stopping) throw shuttingDown()
     record.model = prepared.model
     if (this.deps.options.logBodies) record.requestBody = JSON.stringify(prepared.body)
     const admission = await this.admission.admit(key, this.limitsOf(key), prepared, { signal, timeoutMs: queueTimeoutMs })
@@ -224,6 +278,27 @@ export class Gateway {
     admission.settle(usage ?? record.usage)
   }
 
+  /** An upstream call of its own, cancellable by the shutdown deadline as well as by the client. */
+  private track(client: AbortSignal): Call {
+    const controller = new AbortController()
+    const onClient = () => controller.abort(client.reason)
+    if (client.aborted) onClient()
+    else client.addEventListener('abort', onClient, { once: true })
+    this.calls.add(controller)
+    return {
+      signal: controller.signal,
+      done: () => {
+        client.removeEventListener('abort', onClient)
+        this.calls.delete(controller)
+      },
+    }
+  }
+
+  /** What a call the shutdown cut is charged: the prompt and what was streamed, estimated (the upstream worked on it). */
+  private cutUsage(err: unknown, prepared: PreparedChat, streamed: string): Usage | null {
+    return err === this.cut && this.cut !== null ? this.estimate(prepared, streamed) : null
+  }
+
   private estimate(prepared: PreparedChat, completion: string): Usage {
     const promptTokens = countPromptTokens(prepared.body.messages as unknown[])
     const completionTokens = countTextTokens(completion)
@@ -236,7 +311,7 @@ export class Gateway {
     admission: Admission,
     source: AsyncIterable<Uint8Array>,
     started: number,
-    signal: AbortSignal,
+    call: Call,
   ): AsyncGenerator<Uint8Array> {
     const splitter = new SseSplitter()
     let usage: Usage | null = null
@@ -291,7 +366,8 @@ export class Gateway {
       failure = err instanceof GatewayError ? err : upstreamError(502, 'The upstream stream broke', 'upstream_broken')
     } finally {
       // Runs when the client leaves too (the generator is returned early): meter what was streamed.
-      if (!failure && !sawDone && signal.aborted) failure = clientClosed()
+      if (!failure && !sawDone && call.signal.aborted) failure = abortError(call.signal)
+      call.done()
       await finish()
     }
     if (failure) {
