@@ -208,7 +208,7 @@ export class Gateway {
     try {
       bytes = await this.deps.upstream.complete(serialise(prepared), call.signal)
     } catch (err) {
-      this.end(record, admission, this.cutUsage(err, prepared, ''), started)
+      this.end(record, admission, this.cutUsage(err, prepared), started)
       throw err
     } finally {
       call.done()
@@ -237,7 +237,7 @@ export class Gateway {
       source = await this.deps.upstream.stream(serialise(prepared), call.signal)
     } catch (err) {
       call.done()
-      this.end(record, admission, this.cutUsage(err, prepared, ''), started)
+      this.end(record, admission, this.cutUsage(err, prepared), started)
       throw err
     }
     record.streamed = true
@@ -294,9 +294,12 @@ export class Gateway {
     }
   }
 
-  /** What a call the shutdown cut is charged: the prompt and what was streamed, estimated (the upstream worked on it). */
-  private cutUsage(err: unknown, prepared: PreparedChat, streamed: string): Usage | null {
-    return err === this.cut && this.cut !== null ? this.estimate(prepared, streamed) : null
+  /**
+   * A call the shutdown cut before any answer is charged its prompt, estimated: the upstream
+   * worked on it. (A stream cut later is charged in the relay: the prompt and what was streamed.)
+   */
+  private cutUsage(err: unknown, prepared: PreparedChat): Usage | null {
+    return this.cut !== null && err === this.cut ? this.estimate(prepared, '') : null
   }
 
   private estimate(prepared: PreparedChat, completion: string): Usage {
