@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3'
-import { realpathSync } from 'node:fs'
+import { closeSync, openSync, realpathSync } from 'node:fs'
 import { databaseInUse } from '../../core/errors.js'
 import { isBusy } from './open.js'
 
@@ -18,7 +18,9 @@ export class ServerLock {
   /** Claims the database at `dbPath` (which exists), or throws `database_in_use` naming the holder. */
   static acquire(dbPath: string): ServerLock {
     const real = realpathSync(dbPath)
-    const conn = new Database(`${real}.server-lock`)
+    const file = `${real}.server-lock`
+    closeSync(openSync(file, 'a', 0o600)) // like the database: 0600 (SQLite gives its journal the same mode)
+    const conn = new Database(file)
     try {
       // Long enough for a rival's brief read of the pid, short enough to refuse promptly.
       conn.pragma('busy_timeout = 1000')
