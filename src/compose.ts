@@ -7,6 +7,7 @@ import { UsageReports } from './core/usage.js'
 import { createApp } from './http/app.js'
 import { Metrics } from './http/metrics.js'
 import { CsvLog } from './storage/csv-log.js'
+import { ServerLock } from './storage/sqlite/server-lock.js'
 import { SqliteStore } from './storage/sqlite/sqlite-store.js'
 import { createUpstream, type OpenAIUpstream } from './upstream/openai-upstream.js'
 
@@ -53,15 +54,25 @@ export interface BuiltGateway {
   store: SqliteStore
   upstream: OpenAIUpstream
   requestLog: RequestLog
-  /** Stops watching the store, commits pending rows, closes files, store and transport. */
+  /** Stops watching the store, waits for every request's row to be committed, closes files, store and transport, and gives up the database. */
   close(): Promise<void>
 }
+
+/** At close, how long requests still running may take to hand over their rows. */
+const ROWS_GRACE_MS = 10_000
 
 /** The composition root: the one place that wires SQLite, the CSV log and the OpenAI upstream together. */
 export function buildGateway(settings: GatewaySettings, clock: Clock = systemClock, onError: (err: unknown) => void = () => {}): BuiltGateway {
   const calendar = new Calendar(settings.timezone)
   const pricing = Pricing.load(settings.prices)
-  const store = SqliteStore.open(settings.db)
+  const store = SqliteStore.open(settings.db, { busyTimeoutMs: 0 })
+  let lock: ServerLock | null
+  try {
+    lock = settings.db === ':memory:' ? null : ServerLock.acquire(settings.db)
+  } catch (err) {
+    store.close()
+    throw err
+  }
   const sinks: RowSink[] = settings.csvLog ? [new CsvLog(settings.csvLog)] : []
   const requestLog = new RequestLog(store, sinks, onError)
   const upstream = createUpstream({ ...settings })
@@ -96,9 +107,13 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
     requestLog,
     async close() {
       stopWatching()
+      // Every request begun hands its row over (bounded: a straggler must not hold the exit),
+      // then every row is committed, and only then does the store close.
+      await Promise.race([gateway.idle(), new Promise((r) => setTimeout(r, ROWS_GRACE_MS).unref())])
       await requestLog.drain()
       for (const sink of sinks) sink.close()
       store.close()
+      lock?.release()
       await upstream.close()
     },
   }

@@ -2,6 +2,7 @@ import { Command, Flags, type Interfaces } from '@oclif/core'
 import { systemClock, type Clock } from '../core/clock.js'
 import { GatewayError } from '../core/errors.js'
 import { KeyManager } from '../core/keys.js'
+import { isBusy } from '../storage/sqlite/open.js'
 import { SqliteStore } from '../storage/sqlite/sqlite-store.js'
 import { escapeControl } from './table.js'
 
@@ -9,7 +10,7 @@ export type CommandFlags<T extends typeof Command> = Interfaces.InferredFlags<(t
 export type CommandArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
 
 /** Exit codes scripts can rely on (documented in the README). */
-export const EXIT = { ok: 0, failure: 1, usage: 2, notFound: 3, conflict: 4, storeBusy: 5 } as const
+export const EXIT = { ok: 0, failure: 1, usage: 2, notFound: 3, conflict: 4, storeBusy: 5, requestsCut: 6 } as const
 
 function exitCodeOf(err: unknown): number {
   if (err instanceof GatewayError) {
@@ -18,8 +19,7 @@ function exitCodeOf(err: unknown): number {
     if (err.status < 500) return EXIT.usage
     return EXIT.failure
   }
-  const code = (err as { code?: unknown }).code
-  if (typeof code === 'string' && code.startsWith('SQLITE_BUSY')) return EXIT.storeBusy
+  if (isBusy(err)) return EXIT.storeBusy
   const oclifExit = (err as { oclif?: { exit?: number } }).oclif?.exit
   return typeof oclifExit === 'number' ? oclifExit : EXIT.failure
 }

@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core'
 import { dirname, join } from 'node:path'
 import { setFlagsFromString } from 'node:v8'
-import { BaseCommand } from '../cli/base-command.js'
+import { BaseCommand, EXIT } from '../cli/base-command.js'
 import { parseDuration } from '../cli/durations.js'
 import { buildGateway, DEFAULT_SETTINGS, type GatewaySettings } from '../compose.js'
 import { Calendar } from '../core/calendar.js'
@@ -91,8 +91,10 @@ export default class Serve extends BaseCommand<typeof Serve> {
     else this.banner(info, !apiKey, built.store.listKeys().length > 0)
     await firstEvent(process, ['SIGINT', 'SIGTERM'])
     this.say('gateway: shutting down, letting requests in flight finish…')
-    await server.close(parseDuration(f['shutdown-timeout'], '--shutdown-timeout'))
-    this.say('gateway: stopped.')
+    const { cut } = await server.close(parseDuration(f['shutdown-timeout'], '--shutdown-timeout'))
+    if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify({ stopped: true, cut })}\n`)
+    else this.say(cut === 0 ? 'gateway: stopped.' : `gateway: stopped; ${cut} request${cut === 1 ? ' was' : 's were'} cut at the shutdown deadline (answered 503 shutting_down, logged and charged).`)
+    if (cut > 0) process.exitCode = EXIT.requestsCut
   }
 
   private banner(info: { url: string; mode: string; upstream: string; model: string; db: string; csvLog: string | null; timezone: string }, noKey: boolean, hasKeys: boolean): void {

@@ -43,6 +43,7 @@ export const ERROR_CODES = [
   'queue_full',
   'queue_timeout',
   'shutting_down',
+  'database_in_use',
   'upstream_invalid_request',
   'upstream_rate_limited',
   'upstream_auth_failed',
@@ -140,6 +141,18 @@ export function unavailable(message: string, code: ErrorCode, retryAfterMs: numb
   })
 }
 
+/** A request the gateway cannot finish because it is stopping; another instance (or a restart) can serve it. */
+export function shuttingDown(): GatewayError {
+  return new GatewayError(503, 'server_error', 'shutting_down', 'The gateway is shutting down; retry shortly', {
+    headers: { 'retry-after': '1', 'retry-after-ms': '1000' },
+  })
+}
+
 export function upstreamError(status: 502 | 504, message: string, code: ErrorCode): GatewayError {
   return new GatewayError(status, 'upstream_error', code, message)
+}
+
+/** A second server on one SQLite database (exit 2: the command was wrong, not the gateway). */
+export function databaseInUse(message: string): GatewayError {
+  return new GatewayError(423, 'invalid_request_error', 'database_in_use', message)
 }

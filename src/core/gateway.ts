@@ -4,12 +4,12 @@ import { BudgetLedger } from './budget.js'
 import type { Calendar } from './calendar.js'
 import { serialise, type PreparedChat } from './chat-request.js'
 import type { Clock } from './clock.js'
-import { GatewayError, unauthorized, upstreamError } from './errors.js'
+import { GatewayError, shuttingDown, unauthorized, upstreamError } from './errors.js'
 import { IpLimiter } from './ip-limiter.js'
 import { KeyRing } from './keys.js'
 import { resolveIpLimits, resolveKeyLimits } from './limits.js'
 import type { Pricing } from './pricing.js'
-import { clientClosed, FairQueue, type QueueOptions } from './queue.js'
+import { abortError, FairQueue, type QueueOptions } from './queue.js'
 import type { RequestLog } from './request-log.js'
 import { RequestRecord } from './request-record.js'
 import { eventData, SseSplitter } from './sse.js'
@@ -48,6 +48,12 @@ export interface StreamedCompletion {
   body: AsyncIterable<Uint8Array>
 }
 
+/** One upstream call: its signal aborts when the client leaves or at the shutdown deadline. */
+interface Call {
+  readonly signal: AbortSignal
+  done(): void
+}
+
 const MODELS_TTL_MS = 5 * 60_000
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -69,6 +75,14 @@ export class Gateway {
   private reloadFailing = false
   private readonly ipLimiter = new IpLimiter()
   private modelCache: { at: number; ids: Promise<string[]> } | null = null
+  /** Upstream calls in flight, for the shutdown deadline to cancel. */
+  private readonly calls = new Set<AbortController>()
+  private stopping = false
+  /** The reason the shutdown deadline cancelled calls with. */
+  private cut: GatewayError | null = null
+  /** Requests begun whose row is not yet handed to the request log. */
+  private unlogged = 0
+  private whenIdle: { promise: Promise<void>; resolve(): void } | null = null
 
   constructor(private readonly deps: GatewayDeps) {
     this.queue = new FairQueue(deps.options, deps.clock)
@@ -138,6 +152,7 @@ export class Gateway {
 
   newRecord(requestId: string, ip: string, method: string, route: string, userAgent: string | null): RequestRecord {
     const now = this.deps.clock.now()
+    this.unlogged++
     return new RequestRecord(requestId, ip, method, route, userAgent, now, this.ledger.dayOf(now))
   }
 
@@ -145,21 +160,57 @@ export class Gateway {
   log(record: RequestRecord, status: number): Promise<void> {
     if (record.written) return Promise.resolve()
     record.written = true
+    if (--this.unlogged === 0 && this.whenIdle) {
+      this.whenIdle.resolve()
+      this.whenIdle = null
+    }
     const row = record.toRow(status)
     this.deps.observe?.(row)
     return this.deps.requestLog.write(row)
+  }
+
+  /** Shutdown begins: new upstream calls and the requests waiting in the queue get 503 `shutting_down`. */
+  stopAdmitting(): void {
+    this.stopping = true
+    this.queue.close(shuttingDown())
+  }
+
+  /**
+   * The shutdown deadline: cancels every upstream call in flight. Each still gets an answer
+   * (503 `shutting_down`, or that error as a stream's last event), its row and its charge:
+   * what was streamed and the prompt, estimated. Returns how many were cut.
+   */
+  cutInFlight(): number {
+    this.cut = shuttingDown()
+    const cut = [...this.calls]
+    for (const controller of cut) controller.abort(this.cut)
+    return cut.length
+  }
+
+  /** Resolves once every request begun has handed its row to the request log. */
+  idle(): Promise<void> {
+    if (this.unlogged === 0) return Promise.resolve()
+    if (!this.whenIdle) {
+      let resolve = () => {}
+      const promise = new Promise<void>((r) => (resolve = r))
+      this.whenIdle = { promise, resolve }
+    }
+    return this.whenIdle.promise
   }
 
   /** A non-streamed completion: admitted, forwarded, metered. */
   async complete(record: RequestRecord, key: ApiKey, prepared: PreparedChat, signal: AbortSignal, queueTimeoutMs?: number): Promise<Completion> {
     const admission = await this.begin(record, key, prepared, signal, queueTimeoutMs)
     const started = performance.now()
+    const call = this.track(signal)
     let bytes: Uint8Array
     try {
-      bytes = await this.deps.upstream.complete(serialise(prepared), signal)
+      bytes = await this.deps.upstream.complete(serialise(prepared), call.signal)
     } catch (err) {
-      this.end(record, admission, null, started)
+      this.end(record, admission, this.cutUsage(err, prepared), started)
       throw err
+    } finally {
+      call.done()
     }
     let json: Record<string, unknown>
     try {
@@ -179,16 +230,18 @@ export class Gateway {
   async stream(record: RequestRecord, key: ApiKey, prepared: PreparedChat, signal: AbortSignal, queueTimeoutMs?: number): Promise<StreamedCompletion> {
     const admission = await this.begin(record, key, prepared, signal, queueTimeoutMs)
     const started = performance.now()
+    const call = this.track(signal)
     let source: AsyncIterable<Uint8Array>
     try {
-      source = await this.deps.upstream.stream(serialise(prepared), signal)
+      source = await this.deps.upstream.stream(serialise(prepared), call.signal)
     } catch (err) {
-      this.end(record, admission, null, started)
+      call.done()
+      this.end(record, admission, this.cutUsage(err, prepared), started)
       throw err
     }
     record.streamed = true
     record.deferred = true
-    return { headers: admission.headers, body: this.relay(record, prepared, admission, source, started, signal) }
+    return { headers: admission.headers, body: this.relay(record, prepared, admission, source, started, call) }
   }
 
   /** Model ids this key may use: its allow-list, else the upstream's (cached). */
@@ -206,6 +259,7 @@ export class Gateway {
   }
 
   private async begin(record: RequestRecord, key: ApiKey, prepared: PreparedChat, signal: AbortSignal, queueTimeoutMs?: number): Promise<Admission> {
+    if (this.stopping) throw shuttingDown()
     record.model = prepared.model
     if (this.deps.options.logBodies) record.requestBody = JSON.stringify(prepared.body)
     const admission = await this.admission.admit(key, this.limitsOf(key), prepared, { signal, timeoutMs: queueTimeoutMs })
@@ -224,6 +278,30 @@ export class Gateway {
     admission.settle(usage ?? record.usage)
   }
 
+  /** An upstream call of its own, cancellable by the shutdown deadline as well as by the client. */
+  private track(client: AbortSignal): Call {
+    const controller = new AbortController()
+    const onClient = () => controller.abort(client.reason)
+    if (client.aborted) onClient()
+    else client.addEventListener('abort', onClient, { once: true })
+    this.calls.add(controller)
+    return {
+      signal: controller.signal,
+      done: () => {
+        client.removeEventListener('abort', onClient)
+        this.calls.delete(controller)
+      },
+    }
+  }
+
+  /**
+   * A call the shutdown cut before any answer is charged its prompt, estimated: the upstream
+   * worked on it. (A stream cut later is charged in the relay: the prompt and what was streamed.)
+   */
+  private cutUsage(err: unknown, prepared: PreparedChat): Usage | null {
+    return this.cut !== null && err === this.cut ? this.estimate(prepared, '') : null
+  }
+
   private estimate(prepared: PreparedChat, completion: string): Usage {
     const promptTokens = countPromptTokens(prepared.body.messages as unknown[])
     const completionTokens = countTextTokens(completion)
@@ -236,7 +314,7 @@ export class Gateway {
     admission: Admission,
     source: AsyncIterable<Uint8Array>,
     started: number,
-    signal: AbortSignal,
+    call: Call,
   ): AsyncGenerator<Uint8Array> {
     const splitter = new SseSplitter()
     let usage: Usage | null = null
@@ -291,7 +369,8 @@ export class Gateway {
       failure = err instanceof GatewayError ? err : upstreamError(502, 'The upstream stream broke', 'upstream_broken')
     } finally {
       // Runs when the client leaves too (the generator is returned early): meter what was streamed.
-      if (!failure && !sawDone && signal.aborted) failure = clientClosed()
+      if (!failure && !sawDone && call.signal.aborted) failure = abortError(call.signal)
+      call.done()
       await finish()
     }
     if (failure) {

@@ -35,6 +35,14 @@ export function clientClosed(): GatewayError {
 }
 
 /**
+ * Why a call was aborted: the gateway's own reason (shutting down) when it gave one, else
+ * the client left.
+ */
+export function abortError(signal: AbortSignal): GatewayError {
+  return signal.reason instanceof GatewayError ? signal.reason : clientClosed()
+}
+
+/**
  * Admission to the upstream: a global cap and a per-key cap on requests in flight. Requests
  * over a cap wait in one bounded queue, served round-robin across keys (one key's burst
  * cannot starve another key's single request) and first-in first-out within a key.
@@ -46,6 +54,7 @@ export class FairQueue {
   /** Keys with waiters, in round-robin order. */
   private ring: string[] = []
   private cursor = 0
+  private closedWith: GatewayError | null = null
 
   constructor(
     private readonly options: QueueOptions,
@@ -61,6 +70,7 @@ export class FairQueue {
   }
 
   acquire(keyId: string, cap: number | null, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Slot | Promise<Slot> {
+    if (this.closedWith) throw this.closedWith
     const lane = this.lane(keyId)
     if (lane.waiting.length === 0 && this.fits(lane, cap)) return this.grant(keyId, lane, 0)
     if (opts.signal?.aborted) throw clientClosed()
@@ -96,6 +106,19 @@ export class FairQueue {
       lane.waiting.push(waiter)
       this.waitingCount++
     })
+  }
+
+  /** Refuses every waiter, and every later request, with `err` (the gateway is stopping). */
+  close(err: GatewayError): void {
+    this.closedWith = err
+    for (const lane of [...this.lanes.values()]) {
+      for (const waiter of [...lane.waiting]) {
+        if (this.remove(waiter)) {
+          waiter.cleanup()
+          waiter.reject(err)
+        }
+      }
+    }
   }
 
   private lane(keyId: string): KeyLane {

@@ -13,14 +13,23 @@ interface Pending {
   reject(err: unknown): void
 }
 
+/** A batch the store found busy is tried again after 1 ms, doubling up to this. */
+const MAX_RETRY_MS = 10
+
 /**
  * Group commit: rows written in the same turn of the event loop go to the store in one
  * transaction, and each writer's promise settles when its row is committed. The HTTP layer
  * awaits that before a response's last byte, so what a client received is never lost.
+ *
+ * While another connection holds the write lock the store refuses at once (it never waits
+ * on the serving thread); the batch stays pending, in order, rows written meanwhile join
+ * it, and it is tried again on a short timer until the lock is free.
  */
 export class RequestLog {
   private pending: Pending[] = []
+  /** A flush is due (next turn, or a retry timer). */
   private scheduled = false
+  private retryMs = 0
   private idle: Promise<void> = Promise.resolve()
   private markIdle: () => void = () => {}
 
@@ -48,16 +57,26 @@ export class RequestLog {
 
   private flush(): void {
     const batch = this.pending
-    this.pending = []
-    this.scheduled = false
     const rows = batch.map((p) => p.row)
+    let written: boolean
     try {
-      this.store.appendRequests(rows)
+      written = this.store.appendRequests(rows)
     } catch (err) {
+      this.pending = []
+      this.scheduled = false
+      this.retryMs = 0
       for (const p of batch) p.reject(err)
       this.markIdle()
       return
     }
+    if (!written) {
+      this.retryMs = Math.min(MAX_RETRY_MS, this.retryMs * 2 || 1)
+      setTimeout(() => this.flush(), this.retryMs)
+      return
+    }
+    this.pending = []
+    this.scheduled = false
+    this.retryMs = 0
     for (const sink of this.sinks) {
       try {
         sink.append(rows)

@@ -27,6 +27,11 @@ export class RequestRecord {
   day: string
   /** Set when the chat flow writes the row itself (a stream, before its last byte). */
   deferred = false
+  /**
+   * Whether the answer waits for the row's commit. Off for /health: nothing to bill, and it
+   * must answer while another connection holds the database's write lock.
+   */
+  awaitRow = true
   written = false
 
   constructor(

@@ -62,12 +62,16 @@ export interface Store {
   /** Changes whenever another connection commits; a cheap way to notice CLI writes. */
   changeVersion(): number
 
-  /** Appends log rows and adds them to the daily usage in one transaction. */
-  appendRequests(rows: RequestRow[]): void
+  /**
+   * Appends log rows and adds them to the daily usage in one transaction. Returns false,
+   * having written nothing, when another connection holds the write lock.
+   */
+  appendRequests(rows: RequestRow[]): boolean
   dailyUsage(day: string): DailyUsage[]
   usageBy(group: 'key' | 'day' | 'model', filter: RequestFilter): UsageGroup[]
   iterateRequests(filter: RequestFilter): IterableIterator<RequestRow>
   countRequests(filter: RequestFilter): number
+  /** Deletes log rows older than `before` in small transactions; returns how many. */
   pruneRequests(before: string): number
   close(): void
 }

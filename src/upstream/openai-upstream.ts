@@ -1,6 +1,6 @@
 import OpenAI from 'openai'
 import { GatewayError, rateLimited, upstreamError } from '../core/errors.js'
-import { clientClosed } from '../core/queue.js'
+import { abortError } from '../core/queue.js'
 import type { Upstream } from '../core/upstream.js'
 import { createMockFetch } from './mock-provider.js'
 import type { Readable } from 'node:stream'
@@ -115,7 +115,7 @@ export class OpenAIUpstream implements Upstream {
   /** Maps any failure to a clean GatewayError whose message holds no credential. */
   private toGatewayError(err: unknown, client: AbortSignal, deadline: Deadline | null): GatewayError {
     if (err instanceof GatewayError) return err
-    if (client.aborted) return clientClosed()
+    if (client.aborted) return abortError(client)
     if (deadline?.expired || err instanceof OpenAI.APIConnectionTimeoutError) {
       return upstreamError(504, 'The upstream did not answer in time', 'upstream_timeout')
     }

@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { connect } from 'node:net'
@@ -61,3 +62,87 @@ it('SIGTERM: stops accepting, lets the request in flight finish and log, exits 0
   const { json: usage } = await runJson<{ total: { requests: number } }>(['usage', 'today', '--db', db])
   expect(usage.total.requests).toBe(1)
 })
+
+/** One chat.completion.chunk with `content`, as an SSE event. */
+const chunk = (content: string) =>
+  `data: ${JSON.stringify({ id: 'chatcmpl-cut', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`
+
+it('SIGINT with slow calls past --shutdown-timeout: each cut request is answered, logged and charged; the queue is refused; exit 6 with the count', async () => {
+  const db = join(tempDir(), 'gateway.db')
+  const { json: created } = await runJson<{ id: string; key: string }>(['keys', 'create', '--name', 'cut', '--rpm', 'off', '--db', db])
+  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--db', db, '--json', '--shutdown-timeout', '2s', '--max-inflight', '2', '--metrics-public'], {
+    env: cliEnv({ OPENAI_API_KEY: 'sk-shutdown-test', OPENAI_BASE_URL: upstream.url }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (d) => (out += d))
+  child.stderr.on('data', (d) => (err += d))
+  while (!out.includes('\n')) await once(child.stdout, 'data')
+  const { url } = JSON.parse(out.split('\n')[0]) as { url: string }
+  const headers = { authorization: `Bearer ${created.key}`, 'content-type': 'application/json' }
+  const seen = upstream.requests.length
+  const arrived = async (n: number) => {
+    for (let i = 0; i < 500 && upstream.requests.length < seen + n; i++) await new Promise((r) => setTimeout(r, 10))
+    expect(upstream.requests.length).toBe(seen + n)
+  }
+
+  // A stream that sent part of its answer and then stalls.
+  const streamed = 'The first part of an answer that never ends'
+  upstream.script({ kind: 'raw', chunks: [chunk(streamed.slice(0, 20)), chunk(streamed.slice(20))], end: 'hang' })
+  const stream = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers, body: JSON.stringify({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'tell me a long story' }] }) })
+  expect(stream.status).toBe(200)
+  const streamText = stream.text()
+  await arrived(1)
+  // A JSON call the upstream never answers.
+  upstream.script({ kind: 'hang' })
+  const chat = fetch(`${url}/chat`, { method: 'POST', headers, body: JSON.stringify({ message: 'a slow question' }) })
+  await arrived(2)
+  // A third waits in the fair queue (--max-inflight 2).
+  const queued = fetch(`${url}/v1/chat/completions`, { method: 'POST', headers, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'waiting' }] }) })
+  let depth = ''
+  for (let i = 0; i < 500 && depth !== '1'; i++) {
+    depth = /^gateway_queue_depth (\d+)/m.exec(await (await fetch(`${url}/metrics`)).text())?.[1] ?? ''
+    if (depth !== '1') await new Promise((r) => setTimeout(r, 10))
+  }
+  expect(depth).toBe('1')
+
+  child.kill('SIGINT')
+  const waiting = await queued
+  expect(waiting.status).toBe(503)
+  expect(((await waiting.json()) as { error: { code: string } }).error.code).toBe('shutting_down')
+
+  const answered = await chat
+  expect(answered.status).toBe(503)
+  expect(await answered.json()).toEqual({ error: { message: expect.any(String), type: 'server_error', code: 'shutting_down', param: null } })
+  const events = (await streamText).split('\n\n').filter((e) => e.length > 0)
+  expect(events.slice(0, 2)).toEqual([chunk(streamed.slice(0, 20)).trim(), chunk(streamed.slice(20)).trim()])
+  expect(events).toHaveLength(3)
+  expect(JSON.parse(events[2].replace(/^data: /, ''))).toEqual({ error: { message: expect.any(String), type: 'server_error', code: 'shutting_down', param: null } })
+
+  expect(await exited).toBe(6)
+  expect(out.trim().split('\n').slice(1).map((l) => JSON.parse(l) as unknown)).toEqual([{ stopped: true, cut: 2 }])
+  expect(err).not.toMatch(/unexpected error/)
+
+  const ids = [stream, answered, waiting].map((r) => r.headers.get('x-request-id'))
+  const conn = new Database(db, { readonly: true })
+  type Row = { request_id: string; status: number; error_code: string; prompt_tokens: number; completion_tokens: number; total_tokens: number; estimated: number }
+  const rows = conn.prepare('select request_id, status, error_code, prompt_tokens, completion_tokens, total_tokens, estimated from request_log where key_id = ?').all(created.id) as Row[]
+  const daily = conn.prepare('select requests, total_tokens from daily_usage where key_id = ?').all(created.id)
+  conn.close()
+  expect(rows).toHaveLength(3)
+  const [streamRow, chatRow, queuedRow] = ids.map((id) => rows.find((r) => r.request_id === id)!)
+  // The stream's row: what it was sent (200), cut, charged the prompt and the text streamed, estimated.
+  expect(streamRow).toMatchObject({ status: 200, error_code: 'shutting_down', estimated: 1 })
+  expect(streamRow.prompt_tokens).toBeGreaterThan(0)
+  expect(streamRow.completion_tokens).toBeGreaterThan(0)
+  // The JSON call's row: 503, charged its prompt (the upstream worked on it), estimated.
+  expect(chatRow).toMatchObject({ status: 503, error_code: 'shutting_down', completion_tokens: 0, estimated: 1 })
+  expect(chatRow.prompt_tokens).toBeGreaterThan(0)
+  // The queued one never reached the upstream: logged, nothing charged.
+  expect(queuedRow).toMatchObject({ status: 503, error_code: 'shutting_down', total_tokens: 0 })
+  expect(daily).toEqual([{ requests: 3, total_tokens: streamRow.total_tokens + chatRow.total_tokens }])
+  const { json: usage } = await runJson<{ keys: { key_id: string | null; requests: number; total_tokens: number }[] }>(['usage', 'today', '--db', db])
+  expect(usage.keys.find((k) => k.key_id === created.id)).toMatchObject({ requests: 3, total_tokens: streamRow.total_tokens + chatRow.total_tokens })
+}, 60_000)

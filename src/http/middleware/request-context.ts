@@ -32,6 +32,8 @@ export function requestContext(services: AppServices): MiddlewareHandler<AppEnv>
     c.header(H.requestId, requestId)
     await next()
     if (record.deferred) return
-    await gateway.log(record, c.res.status)
+    const logged = gateway.log(record, c.res.status)
+    if (record.awaitRow) await logged
+    else logged.catch(services.onUnexpected)
   }
 }

@@ -17,6 +17,12 @@ export interface OpenedDatabase {
   db: Db
 }
 
+/** Another connection holds the write lock (or SQLite is recovering the WAL): try again later. */
+export function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' && code.startsWith('SQLITE_BUSY')
+}
+
 export function compareVersions(a: string, b: string): number {
   const pa = a.split('.').map(Number)
   const pb = b.split('.').map(Number)
@@ -30,6 +36,8 @@ export function compareVersions(a: string, b: string): number {
 /**
  * The one place a database is opened: file created 0600, version check, pragmas, then the
  * migrations (synchronous on this driver), so a caller never sees an unmigrated schema.
+ * `busyTimeoutMs` is how long a statement then waits for another connection's write lock
+ * (the server's connection uses 0: its serving thread must never sleep in SQLite).
  */
 export function openDatabase(path: string, options: { busyTimeoutMs?: number } = {}): OpenedDatabase {
   if (path !== ':memory:') {
@@ -46,9 +54,10 @@ export function openDatabase(path: string, options: { busyTimeoutMs?: number } =
     sqlite.pragma('journal_mode = WAL')
     sqlite.pragma('synchronous = NORMAL')
     sqlite.pragma('foreign_keys = ON')
-    sqlite.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`)
+    sqlite.pragma('busy_timeout = 5000') // migrations wait for a CLI write like any CLI command
     const db = drizzle({ client: sqlite, schema })
     migrateOnce(db)
+    sqlite.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`)
     return { sqlite, db }
   } catch (err) {
     sqlite.close()

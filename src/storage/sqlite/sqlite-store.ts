@@ -1,11 +1,24 @@
 import type { Statement } from 'better-sqlite3'
-import { and, count, eq, gte, lt, or, sql, type SQL } from 'drizzle-orm'
+import { and, count, eq, gte, inArray, lt, or, sql, type SQL } from 'drizzle-orm'
 import type { ApiKey, DailyUsage, DefaultOverrides, KeySecret, RequestRow } from '../../core/types.js'
 import type { KeyPatch, NewKey, RequestFilter, Store, UsageGroup } from '../store.js'
-import { openDatabase, type OpenedDatabase } from './open.js'
+import { isBusy, openDatabase, type OpenedDatabase } from './open.js'
 import { apiKeys, dailyUsage, keySecrets, requestLog, settings } from './schema.js'
 
 const DEFAULTS = 'limits'
+
+/** `logs prune` deletes at most this many rows per transaction, so it never holds the write lock for long. */
+export const PRUNE_BATCH = 5_000
+/**
+ * Between two prune transactions the write lock stays free this long, longer than the
+ * server's longest wait between two tries of a busy log write (request-log.ts).
+ */
+const PRUNE_PAUSE_MS = 20
+
+/** Sleeps without returning to the event loop (the store's methods are synchronous). */
+function pause(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
+}
 
 type KeyRow = typeof apiKeys.$inferSelect
 
@@ -212,8 +225,8 @@ export class SqliteStore implements Store {
     })
   }
 
-  static open(path: string): SqliteStore {
-    return new SqliteStore(openDatabase(path))
+  static open(path: string, options: { busyTimeoutMs?: number } = {}): SqliteStore {
+    return new SqliteStore(openDatabase(path, options))
   }
 
   private get db() {
@@ -310,8 +323,15 @@ export class SqliteStore implements Store {
     return this.dataVersion.get()!
   }
 
-  appendRequests(rows: RequestRow[]): void {
-    this.appendBatch.immediate(rows)
+  appendRequests(rows: RequestRow[]): boolean {
+    try {
+      this.appendBatch.immediate(rows)
+      return true
+    } catch (err) {
+      // The transaction rolled back whole: nothing of the batch is written, so a retry counts it once.
+      if (isBusy(err)) return false
+      throw err
+    }
   }
 
   dailyUsage(day: string): DailyUsage[] {
@@ -371,7 +391,14 @@ export class SqliteStore implements Store {
   }
 
   pruneRequests(before: string): number {
-    return this.db.delete(requestLog).where(lt(requestLog.timestamp, before)).run().changes
+    let deleted = 0
+    for (;;) {
+      const oldest = this.db.select({ id: requestLog.id }).from(requestLog).where(lt(requestLog.timestamp, before)).limit(PRUNE_BATCH)
+      const n = this.db.delete(requestLog).where(inArray(requestLog.id, oldest)).run().changes
+      deleted += n
+      if (n < PRUNE_BATCH) return deleted
+      pause(PRUNE_PAUSE_MS) // the server's waiting log write gets the lock now
+    }
   }
 
   /** How many schema migrations this file has had. */
