@@ -48,8 +48,9 @@ export function badRequest(message: string, param: string | null = null, code = 
   return new GatewayError(400, 'invalid_request_error', code, message, { param })
 }
 
-export function unauthorized(message = 'Invalid or missing API key'): GatewayError {
-  return new GatewayError(401, 'authentication_error', 'invalid_api_key', message, {
+/** 401; `code` is invalid_api_key, or key_revoked / key_expired for a known key that no longer works. */
+export function unauthorized(message = 'Invalid or missing API key', code: 'invalid_api_key' | 'key_revoked' | 'key_expired' = 'invalid_api_key'): GatewayError {
+  return new GatewayError(401, 'authentication_error', code, message, {
     headers: { 'www-authenticate': 'Bearer realm="gateway"' },
   })
 }

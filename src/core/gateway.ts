@@ -135,7 +135,7 @@ export class Gateway {
         throw rateLimited('Too many failed authentication attempts from this address', 'auth_rate_limit_exceeded', window.waitFor(now, 1, limit))
       }
     }
-    throw unauthorized(presented === null ? 'Missing API key: send "Authorization: Bearer <key>" or "X-API-Key: <key>"' : 'Invalid API key')
+    throw presented === null ? unauthorized('Missing API key: send "Authorization: Bearer <key>" or "X-API-Key: <key>"') : this.keys.refusal(presented, now)
   }
 
   newRecord(requestId: string, ip: string, method: string, route: string, userAgent: string | null): RequestRecord {

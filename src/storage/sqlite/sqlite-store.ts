@@ -1,10 +1,17 @@
-import { and, count, eq, gte, lt, or, sql, type SQL } from 'drizzle-orm'
+import { and, asc, count, desc, eq, gte, lt, or, sql, type SQL } from 'drizzle-orm'
 import type { ApiKey, DailyUsage, DefaultOverrides, KeySecret, RequestRow } from '../../core/types.js'
 import type { KeyPatch, NewKey, RequestFilter, Store, UsageGroup } from '../store.js'
 import { openDatabase, type OpenedDatabase } from './open.js'
 import { apiKeys, dailyUsage, keySecrets, requestLog, settings } from './schema.js'
 
 const DEFAULTS = 'limits'
+
+/** `{...a, ...b}` where a property of `b` set to undefined removes it. */
+function overlay<T extends object>(a: T, b: T): T {
+  const out = { ...a, ...b } as Record<string, unknown>
+  for (const [k, v] of Object.entries(out)) if (v === undefined) delete out[k]
+  return out as T
+}
 
 type KeyRow = typeof apiKeys.$inferSelect
 
@@ -235,8 +242,10 @@ export class SqliteStore implements Store {
         const set: Partial<KeyRow> = {}
         if (patch.limits !== undefined) {
           const current = tx.select({ limits: apiKeys.limits }).from(apiKeys).where(eq(apiKeys.id, id)).get()
-          set.limits = { ...(current?.limits ?? {}), ...patch.limits }
+          set.limits = overlay(current?.limits ?? {}, patch.limits)
         }
+        if (patch.name !== undefined) set.name = patch.name
+        if (patch.admin !== undefined) set.role = patch.admin ? 'admin' : 'user'
         if (patch.models !== undefined) set.models = patch.models
         if (patch.expiresAt !== undefined) set.expiresAt = patch.expiresAt
         if (Object.keys(set).length > 0) tx.update(apiKeys).set(set).where(eq(apiKeys.id, id)).run()
@@ -247,6 +256,10 @@ export class SqliteStore implements Store {
 
   revokeKey(id: string, at: number): void {
     this.db.update(apiKeys).set({ revokedAt: at }).where(eq(apiKeys.id, id)).run()
+  }
+
+  deleteKey(id: string): void {
+    this.db.delete(apiKeys).where(eq(apiKeys.id, id)).run() // its secrets go by the foreign key's cascade
   }
 
   rotateSecret(keyId: string, secret: KeySecret, retireAt: number): void {
@@ -270,9 +283,18 @@ export class SqliteStore implements Store {
     const row = this.db
       .select()
       .from(apiKeys)
-      .where(or(eq(apiKeys.id, idOrName), eq(apiKeys.name, idOrName)))
+      .where(or(eq(apiKeys.id, idOrName), eq(sql`lower(${apiKeys.name})`, sql`lower(${idOrName})`)))
+      .orderBy(desc(eq(apiKeys.id, idOrName)), asc(sql`${apiKeys.revokedAt} is not null`), desc(apiKeys.revokedAt))
       .get()
     return row ? toApiKey(row) : undefined
+  }
+
+  findSecrets(by: { prefix: string } | { hash: string }): KeySecret[] {
+    return this.db
+      .select()
+      .from(keySecrets)
+      .where('prefix' in by ? eq(keySecrets.prefix, by.prefix) : eq(keySecrets.hash, by.hash))
+      .all()
   }
 
   listLiveSecrets(now: number): KeySecret[] {
@@ -291,7 +313,7 @@ export class SqliteStore implements Store {
     return this.db.transaction(
       (tx) => {
         const current = tx.select().from(settings).where(eq(settings.name, DEFAULTS)).get()?.value ?? {}
-        const merged = { ...current, ...changes }
+        const merged = overlay(current, changes)
         tx.insert(settings)
           .values({ name: DEFAULTS, value: merged })
           .onConflictDoUpdate({ target: settings.name, set: { value: merged } })
