@@ -64,13 +64,14 @@ export function parseTimeRange(since: string | undefined, until: string | undefi
 
 /**
  * When a key stops working: a duration from now (`30d`, `12h30m`, `1y`), an ISO date or
- * date-time (UTC unless it names a zone), or `never` (null). Zero and past times are refused.
+ * date-time (UTC unless it names a zone), or `never`. Zero and past times are refused. A
+ * duration stays relative so the key's expiry is exactly that long after its creation.
  */
-export function parseExpiry(text: string, now: number, name = '--expires-in'): number | null {
-  if (text.trim().toLowerCase() === 'never') return null
+export function parseExpiry(text: string, now: number, name = '--expires-in'): { expiresInMs: number } | { expiresAt: number | null } {
+  if (text.trim().toLowerCase() === 'never') return { expiresAt: null }
   const ms = durationMs(text)
   const at = ms !== null ? now + ms : isoMs(text)
   if (at === null) throw badRequest(`${name} must be a duration (30d, 12h30m, 1y), an ISO date (2027-01-31) or "never"; got "${text}"`, name)
   if (at <= now) throw badRequest(`${name} ${text} is not in the future: a key would be expired at once`, name)
-  return at
+  return ms !== null ? { expiresInMs: ms } : { expiresAt: at }
 }

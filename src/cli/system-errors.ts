@@ -56,7 +56,9 @@ export function translateError(err: unknown, flags: FlagValues): GatewayError | 
   const file = FILE_ERRORS[code]
   if (file && typeof e.path === 'string') {
     const flag = flagOfPath(e.path, flags)
-    return badRequest(`${flag ? `--${flag} ${String(flags[flag])}: ` : ''}${e.path}: ${file[0]} (${code}); ${file[1]}`, flag, 'bad_path')
+    const value = flag ? String(flags[flag]) : null
+    const where = value === null ? `${e.path}: ` : resolve(value) === resolve(e.path) ? `--${flag} ${value}: ` : `--${flag} ${value}: ${e.path}: `
+    return badRequest(`${where}${file[0]} (${code}); ${file[1]}`, flag, 'bad_path')
   }
   return null
 }

@@ -274,14 +274,18 @@ export class KeyManager {
     return { key, secret: secretText, prefix: secret.prefix, oldSecretExpiresAt: now + graceMs }
   }
 
-  /** Fields left undefined stay as they are; `expiresAt: null` means never. */
-  update(ref: string, patch: { name?: string; admin?: boolean; limits?: LimitOverrides; models?: string[] | null; expiresAt?: number | null }): ApiKey {
+  /** Fields left undefined stay as they are; an expiry of null means never. */
+  update(
+    ref: string,
+    patch: { name?: string; admin?: boolean; limits?: LimitOverrides; models?: string[] | null; expiresAt?: number | null; expiresInMs?: number | null },
+  ): ApiKey {
     const key = this.get(ref)
     if (patch.name !== undefined) {
       checkName(patch.name)
       this.checkNameFree(patch.name, key.id)
     }
-    this.store.updateKey(key.id, patch)
+    const { expiresInMs, ...rest } = patch
+    this.store.updateKey(key.id, { ...rest, expiresAt: expiresInMs == null ? (expiresInMs === null ? null : patch.expiresAt) : this.clock.now() + expiresInMs })
     return this.get(key.id)
   }
 }

@@ -82,7 +82,7 @@ describe('keys create', () => {
     const k = await create('scoped', '--models', 'gpt-4o, gpt-4o-mini', '--rpm', '5', '--daily-tokens', 'off', '--on-budget-short', 'clamp')
     const shown = await json(['keys', 'show', k.id])
     expect(shown.json.models).toEqual(['gpt-4o', 'gpt-4o-mini'])
-    expect(shown.json.limits).toEqual({ rpm: 5, dailyTokens: null, onBudgetShort: 'clamp' })
+    expect(shown.json.limits).toEqual({ rpm: 5, 'daily-tokens': null, 'on-budget-short': 'clamp' })
   })
 
   it('without --json prints the key once with a warning; only its hash and short prefix are stored', async () => {

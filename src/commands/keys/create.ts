@@ -27,7 +27,7 @@ export default class KeysCreate extends BaseCommand<typeof KeysCreate> {
     const created = this.keys.create({
       name: f.name,
       admin: f.admin,
-      expiresAt: f['expires-in'] ? parseExpiry(f['expires-in'], this.clock.now()) : null,
+      ...(f['expires-in'] ? parseExpiry(f['expires-in'], this.clock.now()) : {}),
       models: f.models ? f.models.split(',').map((m) => m.trim()).filter(Boolean) : null,
       limits: limitsFromFlags(f),
     })

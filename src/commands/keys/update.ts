@@ -29,7 +29,7 @@ export default class KeysUpdate extends BaseCommand<typeof KeysUpdate> {
       admin: f.admin,
       limits: Object.keys(limits).length > 0 ? limits : undefined,
       models: f.models === undefined ? undefined : f.models === 'all' ? null : f.models.split(',').map((m) => m.trim()).filter(Boolean),
-      expiresAt: f['expires-in'] === undefined ? undefined : parseExpiry(f['expires-in'], this.clock.now()),
+      ...(f['expires-in'] === undefined ? {} : parseExpiry(f['expires-in'], this.clock.now())),
     }
     if (Object.values(patch).every((v) => v === undefined)) {
       const flags = Object.keys(KeysUpdate.flags).map((name) => (name === 'admin' ? '--admin/--no-admin' : `--${name}`))
