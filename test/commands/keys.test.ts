@@ -153,9 +153,11 @@ describe('keys list and show', () => {
     expectNoSecret(r.stdout)
   })
 
-  it('list on an empty database says so; --json gives []', async () => {
+  it('list on an empty database says so once; --json gives []', async () => {
     const empty = join(dir, 'empty.db')
+    expect((await runCli(['db', 'migrate', '--db', empty])).code).toBe(0)
     const [human, machine] = await runAll<any>([() => runCli(['keys', 'list', '--db', empty]), () => runJson(['keys', 'list', '--db', empty])])
+    expect(human.stdout.trim().split('\n')).toEqual(['No keys yet: create one with `gateway keys create --name NAME`.'])
     expect(human.code).toBe(0)
     expect(human.stdout).toMatch(/No keys yet/)
     expect(machine.json).toEqual([])
