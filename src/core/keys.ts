@@ -136,7 +136,8 @@ function keyNotFound(message: string): GatewayError {
   return new GatewayError(404, 'not_found_error', 'key_not_found', message)
 }
 
-function nameTaken(name: string): GatewayError {
+/** 409 for a name a live key has (the store raises it too when two writers race past the check). */
+export function nameTaken(name: string): GatewayError {
   return new GatewayError(409, 'invalid_request_error', 'key_exists', `A key named "${name}" exists already (names are compared without regard to case)`, { param: 'name' })
 }
 

@@ -1,4 +1,5 @@
 import { and, asc, count, desc, eq, gte, lt, or, sql, type SQL } from 'drizzle-orm'
+import { nameTaken } from '../../core/keys.js'
 import type { ApiKey, DailyUsage, DefaultOverrides, KeySecret, RequestRow } from '../../core/types.js'
 import type { KeyPatch, NewKey, RequestFilter, Store, UsageGroup } from '../store.js'
 import { openDatabase, type OpenedDatabase } from './open.js'
@@ -14,6 +15,16 @@ function overlay<T extends object>(a: T, b: T): T {
 }
 
 type KeyRow = typeof apiKeys.$inferSelect
+
+/** Runs a key write; the unique index on live names turns a race past KeyManager's check into a 409. */
+function guardName<T>(name: string | undefined, write: () => T): T {
+  try {
+    return write()
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'SQLITE_CONSTRAINT_UNIQUE' && String(err).includes('api_keys_live_name')) throw nameTaken(name ?? '')
+    throw err
+  }
+}
 
 function toApiKey(row: KeyRow): ApiKey {
   return {
@@ -224,33 +235,37 @@ export class SqliteStore implements Store {
   }
 
   createKey(key: NewKey, secret: KeySecret): void {
-    this.db.transaction(
-      (tx) => {
-        tx.insert(apiKeys)
-          .values({ ...key, role: key.admin ? 'admin' : 'user' })
-          .run()
-        tx.insert(keySecrets).values(secret).run()
-      },
-      { behavior: 'immediate' },
+    guardName(key.name, () =>
+      this.db.transaction(
+        (tx) => {
+          tx.insert(apiKeys)
+            .values({ ...key, role: key.admin ? 'admin' : 'user' })
+            .run()
+          tx.insert(keySecrets).values(secret).run()
+        },
+        { behavior: 'immediate' },
+      ),
     )
   }
 
   updateKey(id: string, patch: KeyPatch): void {
     // Read and write in one immediate transaction: two CLI runs cannot lose each other's limits.
-    this.db.transaction(
-      (tx) => {
-        const set: Partial<KeyRow> = {}
-        if (patch.limits !== undefined) {
-          const current = tx.select({ limits: apiKeys.limits }).from(apiKeys).where(eq(apiKeys.id, id)).get()
-          set.limits = overlay(current?.limits ?? {}, patch.limits)
-        }
-        if (patch.name !== undefined) set.name = patch.name
-        if (patch.admin !== undefined) set.role = patch.admin ? 'admin' : 'user'
-        if (patch.models !== undefined) set.models = patch.models
-        if (patch.expiresAt !== undefined) set.expiresAt = patch.expiresAt
-        if (Object.keys(set).length > 0) tx.update(apiKeys).set(set).where(eq(apiKeys.id, id)).run()
-      },
-      { behavior: 'immediate' },
+    guardName(patch.name, () =>
+      this.db.transaction(
+        (tx) => {
+          const set: Partial<KeyRow> = {}
+          if (patch.limits !== undefined) {
+            const current = tx.select({ limits: apiKeys.limits }).from(apiKeys).where(eq(apiKeys.id, id)).get()
+            set.limits = overlay(current?.limits ?? {}, patch.limits)
+          }
+          if (patch.name !== undefined) set.name = patch.name
+          if (patch.admin !== undefined) set.role = patch.admin ? 'admin' : 'user'
+          if (patch.models !== undefined) set.models = patch.models
+          if (patch.expiresAt !== undefined) set.expiresAt = patch.expiresAt
+          if (Object.keys(set).length > 0) tx.update(apiKeys).set(set).where(eq(apiKeys.id, id)).run()
+        },
+        { behavior: 'immediate' },
+      ),
     )
   }
 
