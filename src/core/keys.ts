@@ -202,16 +202,11 @@ export class KeyManager {
 
   private checkNameFree(name: string, keyId: string | null): void {
     const holder = this.store.findKey(name)
-    if (holder && holder.revokedAt === null && holder.id !== keyId && holder.name.toLowerCase() === name.toLowerCase()) throw nameTaken(holder.name)
+    if (holder && holder.revokedAt === null && holder.id !== keyId) throw nameTaken(holder.name)
   }
 
   list(): ApiKey[] {
     return this.store.listKeys()
-  }
-
-  /** Display prefixes of the key's secrets that still work, newest first. */
-  prefixes(keyId: string): string[] {
-    return this.liveSecrets(keyId).map((s) => s.prefix)
   }
 
   /** The key's secrets that still work, newest first, with when a retiring one stops. */
