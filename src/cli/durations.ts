@@ -31,6 +31,8 @@ function isoMs(text: string): number | null {
   const t = text.trim()
   const m = ISO_TIME.exec(t)
   if (!m) return null
+  const [y, mo, d] = t.slice(0, 10).split('-').map(Number)
+  if (new Date(Date.UTC(y, mo - 1, d)).getUTCDate() !== d) return null // 2026-02-30 is no date
   const ms = Date.parse(m[1] === undefined ? `${t}T00:00:00Z` : m[4] === undefined ? `${t.replace(' ', 'T')}Z` : t.replace(' ', 'T'))
   return Number.isFinite(ms) ? ms : null
 }
