@@ -42,7 +42,9 @@ describe('help', () => {
   })
 
   it('a typo names the closest command in space syntax, exits 2 and never prompts', async () => {
-    const [typo, topicTypo] = await runAll([() => runCli(['keys', 'lst']), () => runCli(['kyes', 'list'])])
+    const [typo, topicTypo, asJson] = await runAll([() => runCli(['keys', 'lst']), () => runCli(['kyes', 'list']), () => runCli(['keys', 'lst', '--json'])])
+    expect(asJson.code).toBe(2)
+    expect(JSON.parse(asJson.stdout)).toEqual({ error: { message: expect.stringContaining('Did you mean "gateway keys list"?'), code: 'command_not_found', exit: 2 } })
     expect(typo.code).toBe(2)
     expect(typo.stderr).toContain('"gateway keys lst" is not a command.')
     expect(typo.stderr).toContain('Did you mean "gateway keys list"?')

@@ -25,9 +25,10 @@ const hook: Hook.CommandNotFound = async function (opts) {
   const best = ranked[0] && ranked[0].d <= Math.max(2, Math.floor(opts.id.length / 3)) ? ranked[0].id : null
   const topic = opts.id.split(':')[0]
   const help = `${config.bin} ${config.findTopic(topic) ? `${topic} ` : ''}--help`
-  const hint = best ? `Did you mean "${config.bin} ${toConfiguredId(best, config)}"?\n` : ''
+  const lines = [`"${config.bin} ${typed}" is not a command.`, ...(best ? [`Did you mean "${config.bin} ${toConfiguredId(best, config)}"?`] : []), `See "${help}" for the list.`]
   // Written as is: this.error would wrap the lines at 80 columns and split the suggestion.
-  process.stderr.write(`Error: "${config.bin} ${typed}" is not a command.\n${hint}See "${help}" for the list.\n`)
+  if (opts.argv?.includes('--json')) process.stdout.write(`${JSON.stringify({ error: { message: lines.join(' '), code: 'command_not_found', exit: 2 } }, null, 2)}\n`)
+  else process.stderr.write(`Error: ${lines.join('\n')}\n`)
   this.exit(2)
 }
 
