@@ -76,7 +76,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   /** The store, opened (and migrated) on first use; only a command that may create one makes a new file. */
   protected get store(): SqliteStore {
     const path = this.flags.db
-    if (!this.opened && !(this.ctor as unknown as typeof BaseCommand).createsDatabase && path !== ':memory:' && !existsSync(path)) {
+    if (!this.opened && !this.mayCreateDatabase() && path !== ':memory:' && !existsSync(path)) {
       throw new GatewayError(404, 'not_found_error', 'no_database', `no database at ${resolve(path)}`)
     }
     this.opened ??= SqliteStore.open(path)
@@ -87,6 +87,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected get keys(): KeyManager {
     this.keyManager ??= new KeyManager(this.store, this.clock)
     return this.keyManager
+  }
+
+  /** Whether this run may create the database; a command with a read-only mode narrows it. */
+  protected mayCreateDatabase(): boolean {
+    return (this.ctor as unknown as typeof BaseCommand).createsDatabase
   }
 
   /** Human output: only when --json is off, with control characters made visible. */

@@ -68,7 +68,7 @@ describe('help', () => {
 describe('a database that is not there', () => {
   it('read commands exit 3 with "no database at PATH" (human and --json) and create nothing', async () => {
     const nowhere = join(dir, 'typo', 'gatewy.db')
-    const reads = [['keys', 'list'], ['keys', 'show', 'alice'], ['keys', 'revoke', 'alice'], ['keys', 'delete', 'alice'], ['limits', 'show'], ['usage'], ['usage', 'today'], ['logs', 'export'], ['logs', 'prune', '--older-than', '30d']]
+    const reads = [['limits', 'set', '--key', 'alice', '--rpm', '5'], ['keys', 'list'], ['keys', 'show', 'alice'], ['keys', 'revoke', 'alice'], ['keys', 'delete', 'alice'], ['limits', 'show'], ['usage'], ['usage', 'today'], ['logs', 'export'], ['logs', 'prune', '--older-than', '30d']]
     const human = await runAll(reads.map((args) => () => runCli([...args, '--db', nowhere])))
     const machine = await runAll(reads.slice(0, 3).map((args) => () => runJson<any>([...args, '--db', nowhere])))
     for (const [i, r] of human.entries()) {
@@ -79,7 +79,7 @@ describe('a database that is not there', () => {
     expect(existsSync(join(dir, 'typo'))).toBe(false)
   })
 
-  it('keys create and limits set create one', async () => {
+  it('keys create and limits set --default create one', async () => {
     const fresh = [join(dir, 'new-a', 'g.db'), join(dir, 'new-b', 'g.db')]
     const [created, set] = await runAll([() => runCli(['keys', 'create', '--name', 'first', '--db', fresh[0]]), () => runCli(['limits', 'set', '--default', '--rpm', '20', '--db', fresh[1]])])
     expect(created.code).toBe(0)

@@ -7,19 +7,23 @@ import { formatLimit } from '../../core/limits.js'
 export default class LimitsSet extends BaseCommand<typeof LimitsSet> {
   static override summary = 'Set limits for every key (--default) or one key (--key); a running server applies them within a second'
   static override description =
-    'A value is a number, "off" (or its synonym "none") for no limit, or "default": with --key the key drops its own value and follows the defaults again; with --default the built-in value applies again. Creates the database if there is none yet, so defaults can be set before the first key.'
+    'A value is a number, "off" (or its synonym "none") for no limit, or "default": with --key the key drops its own value and follows the defaults again; with --default the built-in value applies again. With --default it creates the database if there is none yet, so defaults can be set before the first key.'
   static override examples = [
     '<%= config.bin %> limits set --default --rpm 60 --daily-tokens 200000',
     '<%= config.bin %> limits set --key alice --tpm 20000 --concurrency 2',
     '<%= config.bin %> limits set --key ci --daily-tokens off',
     '<%= config.bin %> limits set --key alice --rpm default',
   ]
-  static override createsDatabase = true
   static override flags = {
     default: Flags.boolean({ description: 'change the defaults', exclusive: ['key'] }),
     key: Flags.string({ description: 'change one key (id, name or display prefix)', exclusive: ['default'] }),
     ...keyLimitFlags,
     ...ipLimitFlags,
+  }
+
+  /** Only defaults can be set before there is a database: --key needs a key, so a database. */
+  protected override mayCreateDatabase(): boolean {
+    return this.flags.default === true
   }
 
   async run() {
