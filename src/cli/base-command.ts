@@ -1,9 +1,13 @@
 import { Command, Flags, type Interfaces } from '@oclif/core'
+import { existsSync } from 'node:fs'
+import { resolve } from 'node:path'
 import { systemClock, type Clock } from '../core/clock.js'
 import { GatewayError } from '../core/errors.js'
 import { KeyManager } from '../core/keys.js'
 import { isBusy } from '../storage/sqlite/open.js'
 import { SqliteStore } from '../storage/sqlite/sqlite-store.js'
+import { parseSwitch } from './switches.js'
+import { translateError } from './system-errors.js'
 import { escapeControl } from './table.js'
 
 export type CommandFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
@@ -24,6 +28,12 @@ function exitCodeOf(err: unknown): number {
   return typeof oclifExit === 'number' ? oclifExit : EXIT.failure
 }
 
+/** `text` with the control characters of the values a user gave (argv, environment) made visible, and its own layout kept. */
+function escapeGiven(text: string, given: string[]): string {
+  const risky = given.filter((v) => v !== escapeControl(v)).sort((a, b) => b.length - a.length)
+  return risky.reduce((out, v) => out.split(v).join(escapeControl(v)), text)
+}
+
 /**
  * Shared flags (--db, --json), the store opened once and closed at the end, and every error
  * mapped to an exit code and, with --json, to `{"error":{"message","code"}}` on stdout.
@@ -34,6 +44,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     db: Flags.string({ description: 'SQLite database file', env: 'GATEWAY_DB', default: './data/gateway.db', helpGroup: 'GLOBAL' }),
   }
 
+  /** Whether this command may create the database when --db names no file (the others exit 3). */
+  static createsDatabase = false
+
   protected flags!: CommandFlags<T>
   protected args!: CommandArgs<T>
   protected clock: Clock = systemClock
@@ -42,20 +55,31 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   public override async init(): Promise<void> {
     await super.init()
-    const { args, flags } = await this.parse({
+    const { args, flags, raw } = await this.parse({
       flags: this.ctor.flags,
       baseFlags: (super.ctor as typeof BaseCommand).baseFlags,
       enableJsonFlag: this.ctor.enableJsonFlag,
       args: this.ctor.args,
       strict: this.ctor.strict,
     })
+    // oclif reads a boolean's environment variable as on only for 1/true/yes/y and as off for
+    // anything else; here on/off words both work and a typo is refused.
+    const given = new Set(raw.filter((r) => r.type === 'flag').map((r) => (r as { flag: string }).flag))
+    for (const [name, flag] of Object.entries({ ...this.ctor.flags, ...this.ctor.baseFlags })) {
+      const value = flag.type === 'boolean' && flag.env && !given.has(name) ? process.env[flag.env] : undefined
+      if (value) (flags as Record<string, unknown>)[name] = parseSwitch(value, flag.env!)
+    }
     this.flags = flags as CommandFlags<T>
     this.args = args as CommandArgs<T>
   }
 
-  /** The store, opened (and migrated) on first use. */
+  /** The store, opened (and migrated) on first use; only a command that may create one makes a new file. */
   protected get store(): SqliteStore {
-    this.opened ??= SqliteStore.open(this.flags.db)
+    const path = this.flags.db
+    if (!this.opened && !this.mayCreateDatabase() && path !== ':memory:' && !existsSync(path)) {
+      throw new GatewayError(404, 'not_found_error', 'no_database', `no database at ${resolve(path)}`)
+    }
+    this.opened ??= SqliteStore.open(path)
     return this.opened
   }
 
@@ -63,6 +87,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected get keys(): KeyManager {
     this.keyManager ??= new KeyManager(this.store, this.clock)
     return this.keyManager
+  }
+
+  /** Whether this run may create the database; a command with a read-only mode narrows it. */
+  protected mayCreateDatabase(): boolean {
+    return (this.ctor as unknown as typeof BaseCommand).createsDatabase
   }
 
   /** Human output: only when --json is off, with control characters made visible. */
@@ -74,7 +103,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return escapeControl(text)
   }
 
-  protected override async catch(err: Interfaces.CommandError): Promise<void> {
+  protected override async catch(raw: Interfaces.CommandError): Promise<void> {
+    const err = translateError(raw, (this.flags as Record<string, unknown> | undefined) ?? {}) ?? raw
     const exit = exitCodeOf(err)
     process.exitCode = exit
     const code = err instanceof GatewayError ? err.code : ((err as { code?: string }).code ?? 'error')
@@ -82,7 +112,15 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       this.logJson({ error: { message: err.message, code, exit } })
       return
     }
-    this.logToStderr(`Error: ${escapeControl(err.message)}`)
+    // Our own messages are one line, so any control character in them came from a value;
+    // oclif's (parse errors) have a layout of their own, so only what the user gave is escaped.
+    this.logToStderr(`Error: ${err instanceof GatewayError ? escapeControl(err.message) : escapeGiven(err.message, this.givenValues())}`)
+  }
+
+  /** What the user typed or set: argv tokens (and what follows a `=`), and this command's environment variables. */
+  private givenValues(): string[] {
+    const env = Object.values({ ...this.ctor.flags, ...this.ctor.baseFlags }).flatMap((f) => (f.env && process.env[f.env] ? [process.env[f.env]!] : []))
+    return [...this.argv, ...this.argv.map((a) => a.slice(a.indexOf('=') + 1)), ...env]
   }
 
   protected override async finally(err: Error | undefined): Promise<void> {

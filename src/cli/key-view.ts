@@ -1,22 +1,31 @@
-import type { CreatedKey } from '../core/keys.js'
+import type { CreatedKey, LiveSecret } from '../core/keys.js'
 import { keyStatus } from '../core/keys.js'
 import type { ApiKey } from '../core/types.js'
+import { byFlag } from './limit-flags.js'
+import { toSecond } from './table.js'
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString())
 
-/** A key as `--json` shows it; never the secret. */
-export function keyView(key: ApiKey, prefixes: string[], now: number) {
+/** What a key argument may be: every key command finds a key the same way (KeyManager.get). */
+export const KEY_REF_HELP = 'key id, name (any case; the live key before revoked ones), display prefix (gw-AbC1) or whole secret'
+
+/** A key as `--json` shows it; never the secret. `secrets`: its working ones, newest first (LiveSecret or bare prefixes). */
+export function keyView(key: ApiKey, secrets: (LiveSecret | string)[], now: number) {
+  const live = secrets.map((s) => (typeof s === 'string' ? { prefix: s, expiresAt: null } : s))
+  const prefixes = live.map((s) => s.prefix)
   return {
     id: key.id,
     name: key.name,
     prefix: prefixes[0] ?? null,
     prefixes,
+    /** Secrets of earlier rotations that still work, and until when. */
+    retiring: live.filter((s) => s.expiresAt !== null).map((s) => ({ prefix: s.prefix, expiresAt: iso(s.expiresAt) })),
     admin: key.admin,
     status: keyStatus(key, now),
     createdAt: iso(key.createdAt),
     expiresAt: iso(key.expiresAt),
     revokedAt: iso(key.revokedAt),
-    limits: key.limits,
+    limits: byFlag(key.limits),
     models: key.models,
   }
 }
@@ -38,11 +47,11 @@ export function describeKey(view: ReturnType<typeof keyView>, safe: (s: string) 
   const lines = [
     `${safe(view.name)} (${view.id})`,
     `  status:   ${view.status}${view.admin ? ', admin' : ''}`,
-    `  prefix:   ${view.prefixes.length > 0 ? view.prefixes.map((p) => `${p}…`).join(', ') : '-'}`,
-    `  created:  ${view.createdAt}`,
-    `  expires:  ${view.expiresAt ?? 'never'}`,
+    `  prefix:   ${view.prefix ? `${view.prefix}…` : '-'}`,
   ]
-  if (view.revokedAt) lines.push(`  revoked:  ${view.revokedAt}`)
+  for (const r of view.retiring) lines.push(`  retiring: ${r.prefix}… stops working at ${toSecond(r.expiresAt)}`)
+  lines.push(`  created:  ${toSecond(view.createdAt)}`, `  expires:  ${toSecond(view.expiresAt) ?? 'never'}`)
+  if (view.revokedAt) lines.push(`  revoked:  ${toSecond(view.revokedAt)}`)
   lines.push(`  models:   ${view.models ? view.models.map(safe).join(', ') : 'all the upstream offers'}`)
   const limits = Object.entries(view.limits)
   lines.push(`  limits:   ${limits.length > 0 ? limits.map(([k, v]) => `${k}=${v ?? 'off'}`).join(' ') : 'defaults'}`)

@@ -1,3 +1,5 @@
+import { displayWidth } from './display-width.js'
+
 /** Control characters (ANSI escapes, CR, NUL) made visible so stored text cannot drive the terminal. */
 export function escapeControl(text: string): string {
   return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (ch) => {
@@ -8,19 +10,30 @@ export function escapeControl(text: string): string {
   })
 }
 
+/** An ISO time to the second, for tables: `2026-11-27T10:52:02Z`. */
+export function toSecond(iso: string): string
+export function toSecond(iso: string | null): string | null
+export function toSecond(iso: string | null): string | null {
+  return iso === null ? null : iso.replace(/\.\d+Z$/, 'Z')
+}
+
 export type Cell = string | number | null | undefined
 
-/** A plain-text table: numbers right-aligned, text left, `-` for empty cells. */
-export function renderTable(headers: string[], rows: Cell[][], footer?: Cell[]): string {
+/**
+ * A plain-text table: numbers right-aligned, text left, `-` for empty cells, columns as wide
+ * as their widest cell in terminal columns. With no rows it is the one line `empty`.
+ */
+export function renderTable(headers: string[], rows: Cell[][], footer?: Cell[], empty = 'No rows.'): string {
+  if (rows.length === 0) return empty
   const all = footer ? [...rows, footer] : rows
   const text = (c: Cell) => (c === null || c === undefined || c === '' ? '-' : escapeControl(String(c)))
-  const widths = headers.map((h, i) => Math.max(h.length, ...all.map((r) => [...text(r[i])].length)))
-  const numeric = headers.map((_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === 'number' || r[i] === null || r[i] === undefined))
+  const widths = headers.map((h, i) => Math.max(displayWidth(h), ...all.map((r) => displayWidth(text(r[i])))))
+  const numeric = headers.map((_, i) => rows.every((r) => typeof r[i] === 'number' || r[i] === null || r[i] === undefined))
   const line = (cells: Cell[]) =>
     cells
       .map((c, i) => {
         const t = text(c)
-        const pad = ' '.repeat(Math.max(0, widths[i] - [...t].length))
+        const pad = ' '.repeat(Math.max(0, widths[i] - displayWidth(t)))
         return numeric[i] ? pad + t : t + pad
       })
       .join('  ')

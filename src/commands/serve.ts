@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path'
 import { setFlagsFromString } from 'node:v8'
 import { BaseCommand, EXIT } from '../cli/base-command.js'
 import { parseDuration } from '../cli/durations.js'
+import { meansOff } from '../cli/switches.js'
 import { buildGateway, DEFAULT_SETTINGS, type GatewaySettings } from '../compose.js'
 import { Calendar } from '../core/calendar.js'
 import { badRequest } from '../core/errors.js'
@@ -26,6 +27,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
   static override description =
     'Serves the OpenAI-compatible API and the /chat route on 127.0.0.1:8080 by default. The upstream is configured by OPENAI_API_KEY and OPENAI_BASE_URL; without a key (or with --mock) a built-in mock provider answers.'
   static override examples = ['<%= config.bin %> serve', 'OPENAI_API_KEY=sk-... <%= config.bin %> serve --host 0.0.0.0 --port 8080']
+  static override createsDatabase = true
   static override flags = {
     host: Flags.string({ description: 'address to bind (0.0.0.0 exposes it: put TLS in front)', env: 'GATEWAY_HOST', default: '127.0.0.1' }),
     port: Flags.integer({ description: 'port to listen on (0: any free port)', env: 'GATEWAY_PORT', default: 8080, min: 0, max: 65535 }),
@@ -38,7 +40,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
     'queue-size': Flags.integer({ description: 'requests that may wait for a slot (0: refuse instead)', env: 'GATEWAY_QUEUE_SIZE', default: DEFAULT_SETTINGS.queueSize, min: 0 }),
     'queue-timeout': Flags.string({ description: 'longest wait for a slot before 503', env: 'GATEWAY_QUEUE_TIMEOUT', default: seconds(DEFAULT_SETTINGS.queueTimeoutMs) }),
     'trust-proxy': Flags.boolean({ description: 'take the client IP from X-Forwarded-For (only behind your own proxy)', env: 'GATEWAY_TRUST_PROXY', default: false }),
-    'csv-log': Flags.string({ description: 'CSV request log base path; one file per UTC day (default: requests.csv beside the database)', env: 'GATEWAY_CSV_LOG' }),
+    'csv-log': Flags.string({ description: 'CSV request log base path, one file per UTC day (default: requests.csv beside the database), or "off"', env: 'GATEWAY_CSV_LOG' }),
     'no-csv-log': Flags.boolean({ description: 'write no CSV request log', default: false }),
     'log-bodies': Flags.boolean({ description: 'store prompt and response text in the request log', env: 'GATEWAY_LOG_BODIES', default: false }),
     'metrics-public': Flags.boolean({ description: 'serve /metrics without an admin key', env: 'GATEWAY_METRICS_PUBLIC', default: false }),
@@ -65,7 +67,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
       queueSize: f['queue-size'],
       queueTimeoutMs: parseDuration(f['queue-timeout'], '--queue-timeout'),
       trustProxy: f['trust-proxy'],
-      csvLog: f['no-csv-log'] ? null : (f['csv-log'] ?? join(dirname(f.db), 'requests.csv')),
+      csvLog: f['no-csv-log'] || meansOff(f['csv-log']) ? null : (f['csv-log'] ?? join(dirname(f.db), 'requests.csv')),
       logBodies: f['log-bodies'],
       metricsPublic: f['metrics-public'],
       prices: f.prices,

@@ -44,6 +44,17 @@ export const ERROR_CODES = [
   'queue_timeout',
   'shutting_down',
   'database_in_use',
+  'no_database',
+  'ambiguous_prefix',
+  'rotation_in_grace',
+  'bad_prices',
+  'bad_host',
+  'bad_database',
+  'bad_path',
+  'port_in_use',
+  'port_denied',
+  'key_revoked',
+  'key_expired',
   'upstream_invalid_request',
   'upstream_rate_limited',
   'upstream_auth_failed',
@@ -96,6 +107,16 @@ export class GatewayError extends Error {
     this.headers = options.headers ?? {}
   }
 
+  /** The same error with another message (the CLI puts the flag's name in front). */
+  withMessage(message: string): GatewayError {
+    const own = isGatewayCode(this.code)
+    return new GatewayError(this.status, this.type, own ? this.code : 'upstream_error', message, {
+      param: this.param,
+      headers: this.headers,
+      upstreamCode: own ? undefined : this.code,
+    })
+  }
+
   toJSON(): ErrorBody {
     return { error: { message: this.message, type: this.type, code: this.code, param: this.param } }
   }
@@ -105,8 +126,9 @@ export function badRequest(message: string, param: string | null = null, code: E
   return new GatewayError(400, 'invalid_request_error', code, message, { param })
 }
 
-export function unauthorized(message = 'Invalid or missing API key'): GatewayError {
-  return new GatewayError(401, 'authentication_error', 'invalid_api_key', message, {
+/** 401; `code` is invalid_api_key, or key_revoked / key_expired for a known key that no longer works. */
+export function unauthorized(message = 'Invalid or missing API key', code: 'invalid_api_key' | 'key_revoked' | 'key_expired' = 'invalid_api_key'): GatewayError {
+  return new GatewayError(401, 'authentication_error', code, message, {
     headers: { 'www-authenticate': 'Bearer realm="gateway"' },
   })
 }

@@ -147,7 +147,7 @@ export class Gateway {
     if (!key && presented !== null && this.refreshOrKeep()) key = this.keys.authenticate(presented, now)
     if (key) return key
     this.ipLimiter.countFailure(ip, this.ipLimits.authFailuresPerMinute, now)
-    throw unauthorized(presented === null ? 'Missing API key: send "Authorization: Bearer <key>" or "X-API-Key: <key>"' : 'Invalid API key')
+    throw presented === null ? unauthorized('Missing API key: send "Authorization: Bearer <key>" or "X-API-Key: <key>"') : this.keys.refusal(presented, now)
   }
 
   newRecord(requestId: string, ip: string, method: string, route: string, userAgent: string | null): RequestRecord {

@@ -1,6 +1,6 @@
 import { hash, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Clock } from './clock.js'
-import { badRequest, GatewayError } from './errors.js'
+import { badRequest, GatewayError, unauthorized } from './errors.js'
 import { newId } from './ids.js'
 import type { Store } from '../storage/store.js'
 import type { ApiKey, KeySecret, LimitOverrides } from './types.js'
@@ -62,6 +62,23 @@ export class KeyRing {
 
   /** The key a presented secret belongs to, if it may be used now; otherwise null. */
   authenticate(presented: string, now: number): ApiKey | null {
+    const key = this.find(presented, now)
+    return key && isUsable(key, now) ? key : null
+  }
+
+  /**
+   * Why a secret that `authenticate` refused is refused: the ring still holds the live secrets
+   * of revoked and expired keys for this message alone; anything else is an unknown key.
+   */
+  refusal(presented: string, now: number): GatewayError {
+    const key = this.find(presented, now)
+    if (key?.revokedAt != null) return unauthorized(`This key was revoked at ${new Date(key.revokedAt).toISOString()}`, 'key_revoked')
+    if (key?.expiresAt != null && key.expiresAt <= now) return unauthorized(`This key expired at ${new Date(key.expiresAt).toISOString()}`, 'key_expired')
+    return unauthorized('Invalid API key')
+  }
+
+  /** The key of a secret that is itself still valid (not rotated away), usable or not. */
+  private find(presented: string, now: number): ApiKey | null {
     if (!isWellFormedKey(presented)) return null
     const entries = this.byPrefix.get(displayPrefix(presented))
     if (!entries) return null
@@ -72,7 +89,7 @@ export class KeyRing {
     }
     if (!found) return null
     if (found.expiresAt !== null && found.expiresAt <= now) return null
-    return isUsable(found.key, now) ? found.key : null
+    return found.key
   }
 }
 
@@ -89,7 +106,9 @@ export function keyStatus(key: ApiKey, now: number): 'active' | 'revoked' | 'exp
 export interface CreateKeyInput {
   name: string
   admin?: boolean
+  /** When it stops working, from now or as epoch ms; both absent or null: never. */
   expiresInMs?: number | null
+  expiresAt?: number | null
   limits?: LimitOverrides
   models?: string[] | null
 }
@@ -108,6 +127,25 @@ function checkName(name: string): void {
     throw badRequest(`Key name must be 1 to ${NAME_MAX} characters`, 'name')
   }
   if (name.startsWith('key_')) throw badRequest('Key name must not start with "key_" (reserved for ids)', 'name')
+  if (name.startsWith(KEY_PREFIX)) throw badRequest(`Key name must not start with "${KEY_PREFIX}" (reserved for secrets and their prefixes)`, 'name')
+}
+
+const DISPLAY_PREFIX_PATTERN = /^gw-[A-Za-z0-9_-]{4}$/
+
+function keyNotFound(message: string): GatewayError {
+  return new GatewayError(404, 'not_found_error', 'key_not_found', message)
+}
+
+/** 409 for a name a live key has (the store raises it too when two writers race past the check). */
+export function nameTaken(name: string): GatewayError {
+  return new GatewayError(409, 'invalid_request_error', 'key_exists', `A key named "${name}" exists already (names are compared without regard to case)`, { param: 'name' })
+}
+
+/** A secret that still works for a while after a rotation. */
+export interface LiveSecret {
+  prefix: string
+  /** Null for the current secret; the time a retiring one stops working. */
+  expiresAt: number | null
 }
 
 /** Key management as the CLI (or an admin API) uses it. */
@@ -119,9 +157,7 @@ export class KeyManager {
 
   create(input: CreateKeyInput): CreatedKey {
     checkName(input.name)
-    if (this.store.findKey(input.name)) {
-      throw new GatewayError(409, 'invalid_request_error', 'key_exists', `A key named "${input.name}" exists already`)
-    }
+    this.checkNameFree(input.name, null)
     const now = this.clock.now()
     const id = newId('key')
     const { key, secret } = generateSecret(id, now)
@@ -131,7 +167,7 @@ export class KeyManager {
         name: input.name,
         admin: input.admin ?? false,
         createdAt: now,
-        expiresAt: input.expiresInMs != null ? now + input.expiresInMs : null,
+        expiresAt: input.expiresAt ?? (input.expiresInMs != null ? now + input.expiresInMs : null),
         limits: input.limits ?? {},
         models: input.models ?? null,
       },
@@ -140,19 +176,46 @@ export class KeyManager {
     return { key: this.get(id), secret: key, prefix: secret.prefix }
   }
 
-  get(idOrName: string): ApiKey {
-    const key = this.store.findKey(idOrName)
-    if (!key) throw new GatewayError(404, 'not_found_error', 'key_not_found', `No key with id or name "${idOrName}"`)
-    return key
+  /**
+   * A key by id, by name (whatever its case; the live key before revoked ones of that name),
+   * by display prefix (`gw-AbC1`) or by its whole secret (found by hash, never echoed).
+   */
+  get(ref: string): ApiKey {
+    const key = this.store.findKey(ref)
+    if (key) return key
+    if (isWellFormedKey(ref)) {
+      const [secret] = this.store.findSecrets({ hash: hashKey(ref) })
+      const owner = secret && this.store.findKey(secret.keyId)
+      if (!owner) throw keyNotFound(`No key has this secret (${displayPrefix(ref)}…)`)
+      return owner
+    }
+    if (DISPLAY_PREFIX_PATTERN.test(ref)) {
+      const ids = [...new Set(this.store.findSecrets({ prefix: ref }).map((s) => s.keyId))]
+      if (ids.length > 1) {
+        throw new GatewayError(409, 'invalid_request_error', 'ambiguous_prefix', `Prefix ${ref} belongs to ${ids.length} keys (${ids.join(', ')}): name one by id`)
+      }
+      const owner = ids.length === 1 ? this.store.findKey(ids[0]) : undefined
+      if (owner) return owner
+    }
+    throw keyNotFound(`No key with id, name or prefix "${ref}"`)
+  }
+
+  private checkNameFree(name: string, keyId: string | null): void {
+    const holder = this.store.findKey(name)
+    if (holder && holder.revokedAt === null && holder.id !== keyId) throw nameTaken(holder.name)
   }
 
   list(): ApiKey[] {
     return this.store.listKeys()
   }
 
-  /** Display prefixes of the key's secrets that still work, newest first. */
-  prefixes(keyId: string): string[] {
-    return this.prefixesByKey().get(keyId) ?? []
+  /** The key's secrets that still work, newest first, with when a retiring one stops. */
+  liveSecrets(keyId: string): LiveSecret[] {
+    return this.store
+      .listLiveSecrets(this.clock.now())
+      .filter((s) => s.keyId === keyId)
+      .sort((a, b) => b.createdAt - a.createdAt)
+      .map((s) => ({ prefix: s.prefix, expiresAt: s.expiresAt }))
   }
 
   /** Every key's live display prefixes, newest first, from one read of the secrets. */
@@ -173,23 +236,52 @@ export class KeyManager {
     return this.get(key.id)
   }
 
-  /** New secret, same key (limits, usage, name); the old secret stops after `graceMs`. */
-  rotate(idOrName: string, graceMs = 0): CreatedKey & { oldSecretExpiresAt: number } {
-    const key = this.get(idOrName)
-    if (key.revokedAt !== null) throw badRequest(`Key "${key.name}" is revoked; create a new one`, 'key')
+  /** Removes a key for good; its request-log rows keep its id and name. */
+  delete(ref: string): ApiKey {
+    const key = this.get(ref)
+    this.store.deleteKey(key.id)
+    return key
+  }
+
+  /**
+   * New secret, same key (limits, usage, name); the old secret stops after `graceMs`. With no
+   * grace given while an earlier rotation's secret still works, it refuses rather than end
+   * that grace period unasked.
+   */
+  rotate(ref: string, graceMs?: number): CreatedKey & { oldSecretExpiresAt: number } {
+    const key = this.get(ref)
+    if (key.revokedAt !== null) {
+      throw badRequest(`Key "${key.name}" is revoked and cannot get a new secret; its name is free: create a new key with it (gateway keys create --name NAME)`, 'key')
+    }
+    const retiring = this.liveSecrets(key.id).find((s) => s.expiresAt !== null)
+    if (graceMs === undefined && retiring) {
+      throw new GatewayError(
+        409,
+        'invalid_request_error',
+        'rotation_in_grace',
+        `Key "${key.name}" has a secret from an earlier rotation (${retiring.prefix}…) that works until ${new Date(retiring.expiresAt!).toISOString()}; pass --grace: 0s ends it now, a duration (e.g. 1h) keeps both old secrets that long at most`,
+        { param: 'grace' },
+      )
+    }
+    graceMs ??= 0
     const now = this.clock.now()
     const { key: secretText, secret } = generateSecret(key.id, now)
     this.store.rotateSecret(key.id, secret, now + graceMs)
     return { key, secret: secretText, prefix: secret.prefix, oldSecretExpiresAt: now + graceMs }
   }
 
-  update(idOrName: string, patch: { limits?: LimitOverrides; models?: string[] | null; expiresInMs?: number | null }): ApiKey {
-    const key = this.get(idOrName)
-    this.store.updateKey(key.id, {
-      limits: patch.limits,
-      models: patch.models,
-      expiresAt: patch.expiresInMs === undefined ? undefined : patch.expiresInMs === null ? null : this.clock.now() + patch.expiresInMs,
-    })
+  /** Fields left undefined stay as they are; an expiry of null means never. */
+  update(
+    ref: string,
+    patch: { name?: string; admin?: boolean; limits?: LimitOverrides; models?: string[] | null; expiresAt?: number | null; expiresInMs?: number | null },
+  ): ApiKey {
+    const key = this.get(ref)
+    if (patch.name !== undefined) {
+      checkName(patch.name)
+      this.checkNameFree(patch.name, key.id)
+    }
+    const { expiresInMs, ...rest } = patch
+    this.store.updateKey(key.id, { ...rest, expiresAt: expiresInMs == null ? (expiresInMs === null ? null : patch.expiresAt) : this.clock.now() + expiresInMs })
     return this.get(key.id)
   }
 }

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { badRequest } from './errors.js'
 
 export interface Price {
   /** USD per 1M input tokens, which is also micro-dollars per token. */
@@ -11,14 +12,22 @@ export type PriceTable = Record<string, Price>
 
 const BUNDLED = fileURLToPath(new URL('../../prices.json', import.meta.url))
 
+/** Errors name the file and carry the param `prices`, so the CLI can name its flag. */
 function readTable(path: string): PriceTable {
-  const raw = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>
+  let raw: Record<string, unknown>
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>
+  } catch (err) {
+    if (!(err instanceof SyntaxError)) throw err
+    throw badRequest(`${path} is not valid JSON (${err.message}); fix the file or leave the option out`, 'prices', 'bad_prices')
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw badRequest(`${path} must hold a JSON object of model prices`, 'prices', 'bad_prices')
   const table: PriceTable = {}
   for (const [model, p] of Object.entries(raw)) {
     if (model.startsWith('_')) continue
     const price = p as Partial<Price>
     if (typeof price?.input !== 'number' || typeof price.output !== 'number' || price.input < 0 || price.output < 0) {
-      throw new Error(`${path}: price of "${model}" needs non-negative numbers "input" and "output" (USD per 1M tokens)`)
+      throw badRequest(`${path}: price of "${model}" needs non-negative numbers "input" and "output" (USD per 1M tokens)`, 'prices', 'bad_prices')
     }
     table[model] = { input: price.input, output: price.output }
   }

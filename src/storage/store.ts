@@ -11,7 +11,9 @@ export interface NewKey {
 }
 
 export interface KeyPatch {
-  /** Merged into the key's overrides (in the same transaction as the read). */
+  name?: string
+  admin?: boolean
+  /** Merged into the key's overrides (in the same transaction as the read); a limit set to undefined is removed. */
   limits?: LimitOverrides
   models?: string[] | null
   expiresAt?: number | null
@@ -49,15 +51,19 @@ export interface Store {
   createKey(key: NewKey, secret: KeySecret): void
   updateKey(id: string, patch: KeyPatch): void
   revokeKey(id: string, at: number): void
+  /** Removes the key and its secrets; its request-log rows and daily usage stay. */
+  deleteKey(id: string): void
   /** Adds a new secret and makes every older one of the key expire at `retireAt`. */
   rotateSecret(keyId: string, secret: KeySecret, retireAt: number): void
   listKeys(): ApiKey[]
-  /** By id or by name. */
+  /** By id, or by name whatever its case: the live key first, else the latest revoked one. */
   findKey(idOrName: string): ApiKey | undefined
+  /** Secrets (live or not) with this display prefix or this hash. */
+  findSecrets(by: { prefix: string } | { hash: string }): KeySecret[]
   /** Secrets that may still authenticate at `now` (not expired), with their key. */
   listLiveSecrets(now: number): KeySecret[]
   getDefaults(): DefaultOverrides
-  /** Lays `changes` over the defaults in one immediate transaction; returns the result. */
+  /** Lays `changes` over the defaults in one immediate transaction (undefined removes one); returns the result. */
   mergeDefaults(changes: DefaultOverrides): DefaultOverrides
   /** Changes whenever another connection commits; a cheap way to notice CLI writes. */
   changeVersion(): number

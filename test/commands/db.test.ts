@@ -85,6 +85,34 @@ describe('db migrate', () => {
     upgraded.close()
   })
 
+  it('upgrades keys whose names differ only in case: the newer live one gets its id appended, revoked ones keep theirs', async () => {
+    // A database before names became unique without regard to case: migrations 0000 and 0001.
+    const before = join(dir, 'migrations-0001')
+    mkdirSync(join(before, 'meta'), { recursive: true })
+    for (const f of ['0000_init.sql', '0001_request_log_rowid.sql']) cpSync(join(MIGRATIONS, f), join(before, f))
+    const journal = JSON.parse(readFileSync(join(MIGRATIONS, 'meta', '_journal.json'), 'utf8'))
+    writeFileSync(join(before, 'meta', '_journal.json'), JSON.stringify({ ...journal, entries: journal.entries.slice(0, 2) }))
+    const file = join(dir, 'names.db')
+    const old = new Database(file)
+    const { drizzle } = await import('drizzle-orm/better-sqlite3')
+    const { migrate } = await import('drizzle-orm/better-sqlite3/migrator')
+    migrate(drizzle({ client: old }), { migrationsFolder: before })
+    const insert = old.prepare('insert into api_keys (id, name, created_at, revoked_at) values (?, ?, ?, ?)')
+    insert.run('key_a', 'Alice', 1, null)
+    insert.run('key_b', 'alice', 2, null)
+    insert.run('key_c', 'ALICE', 3, 5)
+    old.close()
+
+    expect((await runCli(['db', 'migrate', '--db', file])).code).toBe(0)
+    const upgraded = new Database(file)
+    expect(upgraded.prepare('select id, name from api_keys order by id').all()).toEqual([
+      { id: 'key_a', name: 'Alice' },
+      { id: 'key_b', name: 'alice (key_b)' },
+      { id: 'key_c', name: 'ALICE' },
+    ])
+    upgraded.close()
+  })
+
   it('fails with a message and a non-zero exit when the path cannot be a database', async () => {
     const file = join(dir, 'not-a-dir')
     writeFileSync(file, 'x')

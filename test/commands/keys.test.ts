@@ -82,7 +82,7 @@ describe('keys create', () => {
     const k = await create('scoped', '--models', 'gpt-4o, gpt-4o-mini', '--rpm', '5', '--daily-tokens', 'off', '--on-budget-short', 'clamp')
     const shown = await json(['keys', 'show', k.id])
     expect(shown.json.models).toEqual(['gpt-4o', 'gpt-4o-mini'])
-    expect(shown.json.limits).toEqual({ rpm: 5, dailyTokens: null, onBudgetShort: 'clamp' })
+    expect(shown.json.limits).toEqual({ rpm: 5, 'daily-tokens': null, 'on-budget-short': 'clamp' })
   })
 
   it('without --json prints the key once with a warning; only its hash and short prefix are stored', async () => {
@@ -153,9 +153,11 @@ describe('keys list and show', () => {
     expectNoSecret(r.stdout)
   })
 
-  it('list on an empty database says so; --json gives []', async () => {
+  it('list on an empty database says so once; --json gives []', async () => {
     const empty = join(dir, 'empty.db')
+    expect((await runCli(['db', 'migrate', '--db', empty])).code).toBe(0)
     const [human, machine] = await runAll<any>([() => runCli(['keys', 'list', '--db', empty]), () => runJson(['keys', 'list', '--db', empty])])
+    expect(human.stdout.trim().split('\n')).toEqual(['No keys yet: create one with `gateway keys create --name NAME`.'])
     expect(human.code).toBe(0)
     expect(human.stdout).toMatch(/No keys yet/)
     expect(machine.json).toEqual([])

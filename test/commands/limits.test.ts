@@ -35,12 +35,12 @@ describe('limits show', () => {
         rpm: { value: 10, source: 'built-in' },
         tpm: { value: null, source: 'built-in' },
         concurrency: { value: null, source: 'built-in' },
-        dailyTokens: { value: 50_000, source: 'built-in' },
-        maxTokens: { value: 1_000, source: 'built-in' },
-        maxInputChars: { value: 2_000, source: 'built-in' },
-        onBudgetShort: { value: 'refuse', source: 'built-in' },
-        authFailuresPerMinute: { value: 10, source: 'built-in' },
-        ipRpm: { value: null, source: 'built-in' },
+        'daily-tokens': { value: 50_000, source: 'built-in' },
+        'max-tokens': { value: 1_000, source: 'built-in' },
+        'max-input-chars': { value: 2_000, source: 'built-in' },
+        'on-budget-short': { value: 'refuse', source: 'built-in' },
+        'auth-failures-per-minute': { value: 10, source: 'built-in' },
+        'ip-rpm': { value: null, source: 'built-in' },
       },
     })
   })
@@ -49,9 +49,9 @@ describe('limits show', () => {
     const r = await cli(['limits', 'show'])
     expect(r.code).toBe(0)
     expect(r.stdout).toMatch(/^LIMIT\s+VALUE\s+FROM$/m)
-    expect(r.stdout).toMatch(/^rpm\s+10\s+built-in$/m)
-    expect(r.stdout).toMatch(/^tpm\s+off\s+built-in$/m)
-    expect(r.stdout).toMatch(/^dailyTokens\s+50000\s+built-in$/m)
+    expect(r.stdout).toMatch(/^rpm\s+10\s+built-in default$/m)
+    expect(r.stdout).toMatch(/^tpm\s+off\s+built-in default$/m)
+    expect(r.stdout).toMatch(/^daily-tokens\s+50000\s+built-in default$/m)
   })
 
   it('exits 3 for an unknown key', async () => {
@@ -66,17 +66,17 @@ describe('limits set', () => {
   it('--default changes the defaults every key inherits', async () => {
     const r = await json(['limits', 'set', '--default', '--rpm', '60', '--daily-tokens', '200000', '--ip-rpm', '500'])
     expect(r.code).toBe(0)
-    expect(r.json).toEqual({ key: null, limits: { rpm: 60, dailyTokens: 200_000, ipRpm: 500 } })
+    expect(r.json).toEqual({ key: null, limits: { rpm: 60, 'daily-tokens': 200_000, 'ip-rpm': 500 } })
     const [defaults, alice] = await runAll<any>([() => json(['limits', 'show']), () => json(['limits', 'show', '--key', 'alice'])])
-    expect(defaults.json.limits).toMatchObject({ rpm: { value: 60, source: 'default' }, dailyTokens: { value: 200_000, source: 'default' }, ipRpm: { value: 500, source: 'default' }, tpm: { value: null, source: 'built-in' } })
-    expect(alice.json.limits).toMatchObject({ rpm: { value: 60, source: 'default' }, dailyTokens: { value: 200_000, source: 'default' } })
-    expect(alice.json.limits).not.toHaveProperty('ipRpm') // per-IP limits are server-wide, not a key's
+    expect(defaults.json.limits).toMatchObject({ rpm: { value: 60, source: 'default' }, 'daily-tokens': { value: 200_000, source: 'default' }, 'ip-rpm': { value: 500, source: 'default' }, tpm: { value: null, source: 'built-in' } })
+    expect(alice.json.limits).toMatchObject({ rpm: { value: 60, source: 'default' }, 'daily-tokens': { value: 200_000, source: 'default' } })
+    expect(alice.json.limits).not.toHaveProperty('ip-rpm') // per-IP limits are server-wide, not a key's
   })
 
   it('--key overrides one key; "off" turns a limit off; human output names the change', async () => {
     const r = await json(['limits', 'set', '--key', 'alice', '--tpm', '2000', '--concurrency', '2', '--daily-tokens', 'off', '--on-budget-short', 'clamp'])
     expect(r.code).toBe(0)
-    expect(r.json).toMatchObject({ key: { name: 'alice', id: expect.stringMatching(/^key_/) }, limits: { tpm: 2000, concurrency: 2, dailyTokens: null, onBudgetShort: 'clamp' } })
+    expect(r.json).toMatchObject({ key: { name: 'alice', id: expect.stringMatching(/^key_/) }, limits: { tpm: 2000, concurrency: 2, 'daily-tokens': null, 'on-budget-short': 'clamp' } })
     const [show, human, setHuman] = await runAll<any>([
       () => json(['limits', 'show', '--key', 'alice']),
       () => cli(['limits', 'show', '--key', 'alice']),
@@ -86,16 +86,16 @@ describe('limits set', () => {
     expect(show.json.limits).toMatchObject({
       tpm: { value: 2000, source: 'key' },
       concurrency: { value: 2, source: 'key' },
-      dailyTokens: { value: null, source: 'key' },
-      onBudgetShort: { value: 'clamp', source: 'key' },
+      'daily-tokens': { value: null, source: 'key' },
+      'on-budget-short': { value: 'clamp', source: 'key' },
       rpm: { value: 60, source: 'default' },
     })
-    expect(human.stdout).toMatch(/^dailyTokens\s+off\s+key$/m)
-    expect(human.stdout).toMatch(/^rpm\s+60\s+default$/m)
+    expect(human.stdout).toMatch(/^daily-tokens\s+off\s+the key's own$/m)
+    expect(human.stdout).toMatch(/^rpm\s+60\s+default \(limits set --default\)$/m)
     expect(setHuman.code).toBe(0)
-    expect(setHuman.stdout).toMatch(/alice.*maxTokens=300/)
+    expect(setHuman.stdout).toMatch(/alice.*max-tokens=300/)
     // The other key settings are untouched by a later set.
-    expect((await json(['limits', 'show', '--key', 'alice'])).json.limits).toMatchObject({ tpm: { value: 2000, source: 'key' }, maxTokens: { value: 300, source: 'key' } })
+    expect((await json(['limits', 'show', '--key', 'alice'])).json.limits).toMatchObject({ tpm: { value: 2000, source: 'key' }, 'max-tokens': { value: 300, source: 'key' } })
   })
 
   it('exits 2 on invalid usage and 3 for an unknown key', async () => {

@@ -57,3 +57,41 @@ describe('limits', () => {
     expect(sources).toMatchObject({ rpm: 'key', tpm: 'default', dailyTokens: 'built-in' })
   })
 })
+
+describe('key names', () => {
+  it('two writers racing past the name check: the store answers the second with 409 key_exists, not a raw SQLite error', () => {
+    const store = SqliteStore.open(':memory:')
+    const key = (id: string, name: string) => ({ id, name, admin: false, createdAt: 1, expiresAt: null, limits: {}, models: null })
+    const secret = (id: string, keyId: string) => ({ id, keyId, prefix: 'gw-AAAA', hash: id, createdAt: 1, expiresAt: null })
+    store.createKey(key('key_1', 'Erin'), secret('s1', 'key_1'))
+    const second = (() => {
+      try {
+        store.createKey(key('key_2', 'ERIN'), secret('s2', 'key_2'))
+      } catch (err) {
+        return err
+      }
+    })()
+    expect(second).toBeInstanceOf(GatewayError)
+    expect(second).toMatchObject({ status: 409, code: 'key_exists' })
+    store.revokeKey('key_1', 2)
+    store.createKey(key('key_3', 'erin'), secret('s3', 'key_3')) // a revoked key's name is free
+    expect(store.findKey('ERIN')?.id).toBe('key_3')
+  })
+
+  it('the ring tells a revoked or expired key from an unknown one, and still never lets either in', () => {
+    const store = SqliteStore.open(':memory:')
+    const clock = manualClock()
+    const manager = new KeyManager(store, clock)
+    const ring = new KeyRing()
+    const revoked = manager.create({ name: 'r' })
+    const expired = manager.create({ name: 'e', expiresInMs: 1_000 })
+    manager.revoke('r')
+    clock.advance(1_000)
+    ring.load(store, clock.now())
+    expect(ring.authenticate(revoked.secret, clock.now())).toBeNull()
+    expect(ring.authenticate(expired.secret, clock.now())).toBeNull()
+    expect(ring.refusal(revoked.secret, clock.now())).toMatchObject({ status: 401, code: 'key_revoked' })
+    expect(ring.refusal(expired.secret, clock.now())).toMatchObject({ status: 401, code: 'key_expired', message: 'This key expired at 2026-01-01T00:00:01.000Z' })
+    expect(ring.refusal(`gw-${'C'.repeat(43)}`, clock.now())).toMatchObject({ status: 401, code: 'invalid_api_key' })
+  })
+})

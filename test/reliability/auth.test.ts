@@ -1,7 +1,8 @@
 /**
  * Issue 7, scenario 1: the authentication header matrix. Every variant gets a fixed,
  * documented answer (200 for a valid key, else 401 with WWW-Authenticate, 400 or 431) and
- * never a 500; unknown, revoked and expired keys are indistinguishable to the client.
+ * never a 500. Unknown keys all look the same; a revoked or an expired key is told so (its
+ * holder has the whole secret, so that reveals nothing new) and otherwise answered alike.
  */
 import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -99,8 +100,6 @@ describe('everything else is refused with a fixed answer, never a 500', () => {
     ['an OpenAI-looking key', () => ({ authorization: `Bearer sk-proj-${randomBytes(24).toString('base64url')}` })],
     ['a latin-1 (non-ASCII) key', () => ({ authorization: `Bearer gw-${'é'.repeat(43)}` })],
     ['a 12 KB key (under the header limit)', () => ({ authorization: `Bearer gw-${'A'.repeat(12 * 1024)}` })],
-    ['a revoked key', () => ({ authorization: `Bearer ${revoked}` })],
-    ['an expired key', () => ({ 'x-api-key': expired })],
   ]
   it.each(refused)('%s → 401 with WWW-Authenticate', async (name, headers) => {
     const r = await call(headers())
@@ -168,20 +167,35 @@ describe('everything else is refused with a fixed answer, never a 500', () => {
   })
 })
 
-describe('unknown, revoked and expired keys look the same', () => {
-  it('same status, same headers, same body apart from the request id', async () => {
+describe('unknown keys look the same; revoked and expired ones are told why, and nothing else differs', () => {
+  const codeOf = (body: unknown) => (body as { error: { code: string } }).error.code
+  const withoutCode = (body: unknown) => {
+    const { error } = body as { error: Record<string, unknown> }
+    return { ...error, code: undefined, message: undefined }
+  }
+
+  it('same status and headers; unknown and near-miss keys get the same body, revoked and expired keys their own code', async () => {
     const answers = await Promise.all(
-      [wellFormedUnknown(), revoked, expired, `gw-${key.slice(3, 7)}${randomBytes(32).toString('base64url').slice(4)}`].map(async (k) => {
+      [wellFormedUnknown(), `gw-${key.slice(3, 7)}${randomBytes(32).toString('base64url').slice(4)}`, revoked, expired].map(async (k) => {
         const r = await call({ authorization: `Bearer ${k}` })
-        const headers = [...r.headers].filter(([name]) => !['x-request-id', 'date'].includes(name)).sort()
-        return { status: r.status, body: JSON.parse(r.body) as unknown, headers }
+        const headers = [...r.headers].filter(([name]) => !['x-request-id', 'date', 'content-length'].includes(name)).sort()
+        return { status: r.status, body: JSON.parse(r.body) as unknown, headers, id: r.id }
       }),
     )
-    for (const a of answers.slice(1)) expect(a).toEqual(answers[0])
-    expect(answers[0].status).toBe(401)
+    const [unknown, nearMiss, wasRevoked, wasExpired] = answers
+    expect(nearMiss.body).toEqual(unknown.body)
+    for (const a of answers) {
+      expect(a.status).toBe(401)
+      expect(a.headers).toEqual(unknown.headers)
+      expect(withoutCode(a.body)).toEqual(withoutCode(unknown.body))
+    }
+    expect(answers.map((a) => codeOf(a.body))).toEqual(['invalid_api_key', 'invalid_api_key', 'key_revoked', 'key_expired'])
+    expect((wasRevoked.body as { error: { message: string } }).error.message).toMatch(/^This key was revoked at \d{4}-\d{2}-\d{2}T/)
+    expect((wasExpired.body as { error: { message: string } }).error.message).toMatch(/^This key expired at \d{4}-\d{2}-\d{2}T/)
+    expect(await rowFor(gw, wasRevoked.id)).toMatchObject({ status: 401, keyId: null, errorCode: 'key_revoked' })
   })
 
-  it('the same on a model route (POST /v1/chat/completions)', async () => {
+  it('the same on a model route (POST /v1/chat/completions), and nothing reaches the upstream', async () => {
     const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })
     const answers = await Promise.all(
       [wellFormedUnknown(), revoked, expired].map(async (k) => {
@@ -189,8 +203,8 @@ describe('unknown, revoked and expired keys look the same', () => {
         return { status: res.status, body: await res.json() }
       }),
     )
-    for (const a of answers) expect(a).toEqual(answers[0])
-    expect(answers[0].status).toBe(401)
+    expect(answers.map((a) => a.status)).toEqual([401, 401, 401])
+    expect(answers.map((a) => codeOf(a.body))).toEqual(['invalid_api_key', 'key_revoked', 'key_expired'])
     expect(mock.requests.filter((r) => r.path.endsWith('/chat/completions'))).toHaveLength(0)
   })
 })
@@ -211,6 +225,23 @@ describe('brute force (the built-in per-IP failure limit)', () => {
       }
       expect(statuses).toEqual([...Array(10).fill(401), 429, 429])
       expect((await fetch(`${fresh.url}/usage`, { headers: { authorization: `Bearer ${k}` } })).status).toBe(200)
+    } finally {
+      await fresh.stop()
+    }
+  })
+
+  it('a revoked key counts as a failure like an unknown one', async () => {
+    const fresh = await startGateway({ upstreamUrl: mock.url })
+    try {
+      const gone = fresh.createKey({ name: 'gone', limits: NO_LIMITS })
+      new KeyManager(fresh.admin, { now: Date.now }).revoke('gone')
+      fresh.built.gateway.refresh(true)
+      const codes: string[] = []
+      for (let i = 0; i < 11; i++) {
+        const res = await fetch(`${fresh.url}/usage`, { headers: { authorization: `Bearer ${gone}` } })
+        codes.push(((await res.json()) as { error: { code: string } }).error.code)
+      }
+      expect(codes).toEqual([...Array(10).fill('key_revoked'), 'auth_rate_limit_exceeded'])
     } finally {
       await fresh.stop()
     }

@@ -1,15 +1,22 @@
 import { Flags } from '@oclif/core'
 import { BaseCommand } from '../../cli/base-command.js'
-import { parseDuration } from '../../cli/durations.js'
+import { parseExpiry } from '../../cli/durations.js'
 import { createdView } from '../../cli/key-view.js'
 import { keyLimitFlags, limitsFromFlags } from '../../cli/limit-flags.js'
 
 export default class KeysCreate extends BaseCommand<typeof KeysCreate> {
   static override summary = 'Create an API key; the key is shown once'
-  static override examples = ['<%= config.bin %> keys create --name alice', '<%= config.bin %> keys create --name ci --expires-in 30d --rpm 60 --json']
+  static override description =
+    'Names are unique among keys that are not revoked, without regard to case (ASCII letters); a revoked key\'s name may be used again. Creates the database if there is none yet.'
+  static override examples = [
+    '<%= config.bin %> keys create --name alice',
+    '<%= config.bin %> keys create --name ci --expires-in 30d --rpm 60 --json',
+    '<%= config.bin %> keys create --name contractor --expires-in 2027-03-31',
+  ]
+  static override createsDatabase = true
   static override flags = {
     name: Flags.string({ description: 'unique name of the key (a person or a program)', required: true }),
-    'expires-in': Flags.string({ description: 'the key stops working after this long (e.g. 30d)' }),
+    'expires-in': Flags.string({ description: 'the key stops working after this long (30d, 12h30m, 1y), at an ISO date/time (UTC unless it names a zone), or "never"' }),
     admin: Flags.boolean({ description: 'may read everyone\'s usage and /metrics', default: false }),
     models: Flags.string({ description: 'comma-separated models the key may use (default: all)' }),
     ...keyLimitFlags,
@@ -20,7 +27,7 @@ export default class KeysCreate extends BaseCommand<typeof KeysCreate> {
     const created = this.keys.create({
       name: f.name,
       admin: f.admin,
-      expiresInMs: f['expires-in'] ? parseDuration(f['expires-in'], '--expires-in') : null,
+      ...(f['expires-in'] ? parseExpiry(f['expires-in'], this.clock.now()) : {}),
       models: f.models ? f.models.split(',').map((m) => m.trim()).filter(Boolean) : null,
       limits: limitsFromFlags(f),
     })

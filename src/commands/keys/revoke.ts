@@ -1,10 +1,12 @@
 import { Args } from '@oclif/core'
 import { BaseCommand } from '../../cli/base-command.js'
-import { keyView } from '../../cli/key-view.js'
+import { KEY_REF_HELP, keyView } from '../../cli/key-view.js'
 
 export default class KeysRevoke extends BaseCommand<typeof KeysRevoke> {
   static override summary = 'Revoke an API key; a running server refuses it within a second'
-  static override args = { key: Args.string({ description: 'key id or name', required: true }) }
+  static override description = 'A revoked key stays listed (its usage keeps its name) and answers 401 key_revoked; its name is free for a new key.'
+  static override examples = ['<%= config.bin %> keys revoke alice', '<%= config.bin %> keys revoke gw-AbC1']
+  static override args = { key: Args.string({ description: KEY_REF_HELP, required: true }) }
 
   async run() {
     const key = this.keys.revoke(this.args.key)

@@ -1,27 +1,42 @@
 import { Args, Flags } from '@oclif/core'
 import { BaseCommand } from '../../cli/base-command.js'
-import { parseDuration } from '../../cli/durations.js'
-import { describeKey, keyView } from '../../cli/key-view.js'
+import { parseExpiry } from '../../cli/durations.js'
+import { describeKey, KEY_REF_HELP, keyView } from '../../cli/key-view.js'
 import { keyLimitFlags, limitsFromFlags } from '../../cli/limit-flags.js'
+import { badRequest } from '../../core/errors.js'
 
 export default class KeysUpdate extends BaseCommand<typeof KeysUpdate> {
-  static override summary = 'Change a key\'s models, expiry or limits'
-  static override args = { key: Args.string({ description: 'key id or name', required: true }) }
+  static override summary = 'Change a key\'s name, admin right, models, expiry or limits'
+  static override examples = [
+    '<%= config.bin %> keys update alice --name alice-laptop',
+    '<%= config.bin %> keys update ci --no-admin --expires-in 90d',
+    '<%= config.bin %> keys update ci --rpm default --models gpt-4o-mini,gpt-4o',
+  ]
+  static override args = { key: Args.string({ description: KEY_REF_HELP, required: true }) }
   static override flags = {
+    name: Flags.string({ description: 'new name (unique among live keys, without regard to case)' }),
+    admin: Flags.boolean({ description: 'give (--admin) or take away (--no-admin) admin rights', allowNo: true }),
     models: Flags.string({ description: 'comma-separated models the key may use, or "all"' }),
-    'expires-in': Flags.string({ description: 'expire this long from now, or "never"' }),
+    'expires-in': Flags.string({ description: 'expire this long from now (30d, 12h30m, 1y), at an ISO date/time (UTC unless it names a zone), or "never"' }),
     ...keyLimitFlags,
   }
 
   async run() {
     const f = this.flags
     const limits = limitsFromFlags(f)
-    const key = this.keys.update(this.args.key, {
+    const patch = {
+      name: f.name,
+      admin: f.admin,
       limits: Object.keys(limits).length > 0 ? limits : undefined,
       models: f.models === undefined ? undefined : f.models === 'all' ? null : f.models.split(',').map((m) => m.trim()).filter(Boolean),
-      expiresInMs: f['expires-in'] === undefined ? undefined : f['expires-in'] === 'never' ? null : parseDuration(f['expires-in'], '--expires-in'),
-    })
-    const view = keyView(key, this.keys.prefixes(key.id), this.clock.now())
+      ...(f['expires-in'] === undefined ? {} : parseExpiry(f['expires-in'], this.clock.now())),
+    }
+    if (Object.values(patch).every((v) => v === undefined)) {
+      const flags = Object.keys(KeysUpdate.flags).map((name) => (name === 'admin' ? '--admin/--no-admin' : `--${name}`))
+      throw badRequest(`Nothing to change: give at least one of ${flags.join(', ')}`, null)
+    }
+    const key = this.keys.update(this.args.key, patch)
+    const view = keyView(key, this.keys.liveSecrets(key.id), this.clock.now())
     this.say(describeKey(view, (s) => this.safe(s)))
     return view
   }

@@ -4,7 +4,7 @@ import { createWriteStream } from 'node:fs'
 import { Readable, Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { BaseCommand } from '../../cli/base-command.js'
-import { parseTime } from '../../cli/durations.js'
+import { parseTimeRange, SINCE_HELP, UNTIL_HELP } from '../../cli/durations.js'
 import { CSV_FORMAT, LOG_COLUMNS, toCsvRecord, toJsonRecord } from '../../core/log-columns.js'
 import { escapeControl } from '../../cli/table.js'
 import type { RequestRow } from '../../core/types.js'
@@ -22,8 +22,8 @@ export default class LogsExport extends BaseCommand<typeof LogsExport> {
     '<%= config.bin %> logs export --key alice --status 429 --format jsonl',
   ]
   static override flags = {
-    since: Flags.string({ description: 'start: ISO date/time, or a duration ago (7d)' }),
-    until: Flags.string({ description: 'end (exclusive): ISO date/time, or a duration ago' }),
+    since: Flags.string({ description: SINCE_HELP }),
+    until: Flags.string({ description: UNTIL_HELP }),
     key: Flags.string({ description: 'only this key (id or name)' }),
     status: Flags.integer({ description: 'only this HTTP status', min: 100, max: 599 }),
     format: Flags.string({ description: 'output format', options: ['csv', 'jsonl'], default: 'csv' }),
@@ -40,8 +40,7 @@ export default class LogsExport extends BaseCommand<typeof LogsExport> {
     const f = this.flags
     const now = this.clock.now()
     const filter: RequestFilter = {
-      since: f.since ? parseTime(f.since, now, '--since') : undefined,
-      until: f.until ? parseTime(f.until, now, '--until') : undefined,
+      ...parseTimeRange(f.since, f.until, now),
       keyId: f.key ? this.keys.get(f.key).id : undefined,
       status: f.status,
     }

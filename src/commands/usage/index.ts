@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core'
 import { BaseCommand } from '../../cli/base-command.js'
-import { parseTime } from '../../cli/durations.js'
+import { parseTimeRange, SINCE_HELP, UNTIL_HELP } from '../../cli/durations.js'
 import { renderTable } from '../../cli/table.js'
 import { groupView, ms, sumGroups, usd } from '../../cli/usage-view.js'
 
@@ -8,16 +8,15 @@ export default class Usage extends BaseCommand<typeof Usage> {
   static override summary = 'Usage over a time range, grouped by day, key or model'
   static override examples = ['<%= config.bin %> usage --since 7d', '<%= config.bin %> usage --since 2026-11-01 --until 2026-12-01 --by model --json']
   static override flags = {
-    since: Flags.string({ description: 'start: ISO date/time, or a duration ago (7d)', default: '7d' }),
-    until: Flags.string({ description: 'end (exclusive): ISO date/time, or a duration ago' }),
+    since: Flags.string({ description: SINCE_HELP, default: '7d' }),
+    until: Flags.string({ description: UNTIL_HELP }),
     by: Flags.string({ description: 'group rows by', options: ['day', 'key', 'model'], default: 'day' }),
     key: Flags.string({ description: 'only this key (id or name)' }),
   }
 
   async run() {
     const now = this.clock.now()
-    const since = parseTime(this.flags.since, now, '--since')
-    const until = this.flags.until ? parseTime(this.flags.until, now, '--until') : undefined
+    const { since, until } = parseTimeRange(this.flags.since, this.flags.until, now)
     const keyId = this.flags.key ? this.keys.get(this.flags.key).id : undefined
     const by = this.flags.by as 'day' | 'key' | 'model'
     const groups = this.store.usageBy(by, { since, until, keyId })

@@ -8,6 +8,7 @@ import { resolveKeyLimits } from '../../core/limits.js'
 
 export default class UsageToday extends BaseCommand<typeof UsageToday> {
   static override summary = 'Usage per key today: requests, errors, tokens, share of budget, cost, latency'
+  static override examples = ['<%= config.bin %> usage today', '<%= config.bin %> usage today --timezone Europe/Berlin --json']
   static override flags = {
     timezone: Flags.string({ description: 'time zone of the calendar day (as the server\'s --timezone)', env: 'GATEWAY_TIMEZONE', default: 'UTC' }),
   }

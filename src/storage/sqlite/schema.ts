@@ -1,20 +1,25 @@
 import { sql } from 'drizzle-orm'
-import { index, integer, primaryKey, real, sqliteTable, text } from 'drizzle-orm/sqlite-core'
+import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core'
 import type { DefaultOverrides, LimitOverrides } from '../../core/types.js'
 
 /** Milliseconds since the epoch. */
 const millis = (name: string) => integer(name)
 
-export const apiKeys = sqliteTable('api_keys', {
-  id: text('id').primaryKey(),
-  name: text('name').notNull().unique(),
-  role: text('role', { enum: ['user', 'admin'] }).notNull().default('user'),
-  createdAt: millis('created_at').notNull(),
-  expiresAt: millis('expires_at'),
-  revokedAt: millis('revoked_at'),
-  limits: text('limits', { mode: 'json' }).$type<LimitOverrides>().notNull().default(sql`'{}'`),
-  models: text('models', { mode: 'json' }).$type<string[] | null>(),
-})
+/** A name belongs to one live key, whatever its case; a revoked key's name is free again. */
+export const apiKeys = sqliteTable(
+  'api_keys',
+  {
+    id: text('id').primaryKey(),
+    name: text('name').notNull(),
+    role: text('role', { enum: ['user', 'admin'] }).notNull().default('user'),
+    createdAt: millis('created_at').notNull(),
+    expiresAt: millis('expires_at'),
+    revokedAt: millis('revoked_at'),
+    limits: text('limits', { mode: 'json' }).$type<LimitOverrides>().notNull().default(sql`'{}'`),
+    models: text('models', { mode: 'json' }).$type<string[] | null>(),
+  },
+  (t) => [uniqueIndex('api_keys_live_name').on(sql`lower(${t.name})`).where(sql`${t.revokedAt} is null`)],
+)
 
 /** A key may have several secrets while a rotation's grace period runs. Only hashes are stored. */
 export const keySecrets = sqliteTable(

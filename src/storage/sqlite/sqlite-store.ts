@@ -1,5 +1,6 @@
 import type { Statement } from 'better-sqlite3'
-import { and, count, eq, gte, inArray, lt, or, sql, type SQL } from 'drizzle-orm'
+import { and, asc, count, desc, eq, gte, inArray, lt, or, sql, type SQL } from 'drizzle-orm'
+import { nameTaken } from '../../core/keys.js'
 import type { ApiKey, DailyUsage, DefaultOverrides, KeySecret, RequestRow } from '../../core/types.js'
 import type { KeyPatch, NewKey, RequestFilter, Store, UsageGroup } from '../store.js'
 import { isBusy, openDatabase, type OpenedDatabase } from './open.js'
@@ -20,7 +21,24 @@ function pause(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
 }
 
+/** `{...a, ...b}` where a property of `b` set to undefined removes it. */
+function overlay<T extends object>(a: T, b: T): T {
+  const out = { ...a, ...b } as Record<string, unknown>
+  for (const [k, v] of Object.entries(out)) if (v === undefined) delete out[k]
+  return out as T
+}
+
 type KeyRow = typeof apiKeys.$inferSelect
+
+/** Runs a key write; the unique index on live names turns a race past KeyManager's check into a 409. */
+function guardName<T>(name: string | undefined, write: () => T): T {
+  try {
+    return write()
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'SQLITE_CONSTRAINT_UNIQUE' && String(err).includes('api_keys_live_name')) throw nameTaken(name ?? '')
+    throw err
+  }
+}
 
 function toApiKey(row: KeyRow): ApiKey {
   return {
@@ -234,36 +252,46 @@ export class SqliteStore implements Store {
   }
 
   createKey(key: NewKey, secret: KeySecret): void {
-    this.db.transaction(
-      (tx) => {
-        tx.insert(apiKeys)
-          .values({ ...key, role: key.admin ? 'admin' : 'user' })
-          .run()
-        tx.insert(keySecrets).values(secret).run()
-      },
-      { behavior: 'immediate' },
+    guardName(key.name, () =>
+      this.db.transaction(
+        (tx) => {
+          tx.insert(apiKeys)
+            .values({ ...key, role: key.admin ? 'admin' : 'user' })
+            .run()
+          tx.insert(keySecrets).values(secret).run()
+        },
+        { behavior: 'immediate' },
+      ),
     )
   }
 
   updateKey(id: string, patch: KeyPatch): void {
     // Read and write in one immediate transaction: two CLI runs cannot lose each other's limits.
-    this.db.transaction(
-      (tx) => {
-        const set: Partial<KeyRow> = {}
-        if (patch.limits !== undefined) {
-          const current = tx.select({ limits: apiKeys.limits }).from(apiKeys).where(eq(apiKeys.id, id)).get()
-          set.limits = { ...(current?.limits ?? {}), ...patch.limits }
-        }
-        if (patch.models !== undefined) set.models = patch.models
-        if (patch.expiresAt !== undefined) set.expiresAt = patch.expiresAt
-        if (Object.keys(set).length > 0) tx.update(apiKeys).set(set).where(eq(apiKeys.id, id)).run()
-      },
-      { behavior: 'immediate' },
+    guardName(patch.name, () =>
+      this.db.transaction(
+        (tx) => {
+          const set: Partial<KeyRow> = {}
+          if (patch.limits !== undefined) {
+            const current = tx.select({ limits: apiKeys.limits }).from(apiKeys).where(eq(apiKeys.id, id)).get()
+            set.limits = overlay(current?.limits ?? {}, patch.limits)
+          }
+          if (patch.name !== undefined) set.name = patch.name
+          if (patch.admin !== undefined) set.role = patch.admin ? 'admin' : 'user'
+          if (patch.models !== undefined) set.models = patch.models
+          if (patch.expiresAt !== undefined) set.expiresAt = patch.expiresAt
+          if (Object.keys(set).length > 0) tx.update(apiKeys).set(set).where(eq(apiKeys.id, id)).run()
+        },
+        { behavior: 'immediate' },
+      ),
     )
   }
 
   revokeKey(id: string, at: number): void {
     this.db.update(apiKeys).set({ revokedAt: at }).where(eq(apiKeys.id, id)).run()
+  }
+
+  deleteKey(id: string): void {
+    this.db.delete(apiKeys).where(eq(apiKeys.id, id)).run() // its secrets go by the foreign key's cascade
   }
 
   rotateSecret(keyId: string, secret: KeySecret, retireAt: number): void {
@@ -287,9 +315,18 @@ export class SqliteStore implements Store {
     const row = this.db
       .select()
       .from(apiKeys)
-      .where(or(eq(apiKeys.id, idOrName), eq(apiKeys.name, idOrName)))
+      .where(or(eq(apiKeys.id, idOrName), eq(sql`lower(${apiKeys.name})`, sql`lower(${idOrName})`)))
+      .orderBy(desc(eq(apiKeys.id, idOrName)), asc(sql`${apiKeys.revokedAt} is not null`), desc(apiKeys.revokedAt))
       .get()
     return row ? toApiKey(row) : undefined
+  }
+
+  findSecrets(by: { prefix: string } | { hash: string }): KeySecret[] {
+    return this.db
+      .select()
+      .from(keySecrets)
+      .where('prefix' in by ? eq(keySecrets.prefix, by.prefix) : eq(keySecrets.hash, by.hash))
+      .all()
   }
 
   listLiveSecrets(now: number): KeySecret[] {
@@ -308,7 +345,7 @@ export class SqliteStore implements Store {
     return this.db.transaction(
       (tx) => {
         const current = tx.select().from(settings).where(eq(settings.name, DEFAULTS)).get()?.value ?? {}
-        const merged = { ...current, ...changes }
+        const merged = overlay(current, changes)
         tx.insert(settings)
           .values({ name: DEFAULTS, value: merged })
           .onConflictDoUpdate({ target: settings.name, set: { value: merged } })
