@@ -75,6 +75,12 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   protected override async catch(err: Interfaces.CommandError): Promise<void> {
+    // The reader of stdout went away (`| head -1`): nothing more to say, and not a failure.
+    // (oclif already swallows the stream's own EPIPE event; this is the same error thrown.)
+    if ((err as { code?: unknown }).code === 'EPIPE') {
+      process.exitCode = EXIT.ok
+      return
+    }
     const exit = exitCodeOf(err)
     process.exitCode = exit
     const code = err instanceof GatewayError ? err.code : ((err as { code?: string }).code ?? 'error')
