@@ -1,4 +1,4 @@
-import { and, eq, gte, lt, lte, or, sql, type SQL } from 'drizzle-orm'
+import { and, eq, gt, gte, lt, lte, or, sql, type SQL } from 'drizzle-orm'
 import { isChatRoute } from '../../core/usage.js'
 import type { ApiKey, DailyUsage, DefaultOverrides, KeySecret, RequestRow } from '../../core/types.js'
 import type { KeyPatch, LogSpan, NewKey, RequestFilter, Store, UsageGroup, UsageRange } from '../store.js'
@@ -7,7 +7,7 @@ import type { SQLiteColumn } from 'drizzle-orm/sqlite-core'
 import { apiKeys, dailyUsage, keySecrets, requestLog, settings, usageRollup } from './schema.js'
 
 /** Rows per page of an export: each page is its own statement, so no read lasts the whole run. */
-const EXPORT_PAGE = 1_000
+const EXPORT_PAGE = 500
 
 const DEFAULTS = 'limits'
 
@@ -400,16 +400,26 @@ export class SqliteStore implements Store {
   *iterateRequests(filter: RequestFilter): IterableIterator<RequestRow> {
     const span = this.idSpan(filter)
     if (span === null) return
+    // One statement for every page: the filter's values, then the page's id bounds.
+    const { sql: text, params } = this.db
+      .select()
+      .from(requestLog)
+      .where(and(whereOf(filter), gt(requestLog.id, 0), lte(requestLog.id, 0)))
+      .orderBy(requestLog.id)
+      .toSQL()
+    const page = this.opened.sqlite.prepare(text.replace(/^select .*? from "request_log"/, 'select * from "request_log" not indexed'))
+    const values = params.slice(0, -2)
     for (let after = span.after; after < span.last; after += EXPORT_PAGE) {
-      const page = this.db.all<RawRequestRow>(sql`select * from ${requestLog} not indexed where ${this.inIds(after, Math.min(after + EXPORT_PAGE, span.last), filter)} order by ${requestLog.id}`)
-      for (const raw of page) yield toRequestRow(raw)
+      const rows = page.all(...values, after, Math.min(after + EXPORT_PAGE, span.last)) as RawRequestRow[]
+      for (const raw of rows) yield toRequestRow(raw)
     }
   }
 
   countRequests(filter: RequestFilter): number {
     const span = this.idSpan(filter)
     if (span === null) return 0
-    return this.db.get<{ n: number }>(sql`select count(*) as n from ${requestLog} not indexed where ${this.inIds(span.after, span.last, filter)}`).n
+    const inSpan = and(whereOf(filter), gt(requestLog.id, span.after), lte(requestLog.id, span.last))
+    return this.db.get<{ n: number }>(sql`select count(*) as n from ${requestLog} not indexed where ${inSpan}`).n
   }
 
   /**
@@ -425,10 +435,6 @@ export class SqliteStore implements Store {
         : this.db.get<{ id: number | null }>(sql`select max(${requestLog.id}) as id from ${requestLog}`).id
     if (first === null || last === null || last < first) return null
     return { after: first - 1, last }
-  }
-
-  private inIds(after: number, last: number, filter: RequestFilter): SQL {
-    return and(sql`${requestLog.id} > ${after}`, sql`${requestLog.id} <= ${last}`, whereOf(filter))!
   }
 
   logSpan(before: string): LogSpan {
