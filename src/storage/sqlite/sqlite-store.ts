@@ -376,7 +376,8 @@ export class SqliteStore implements Store {
     const where = and(
       gte(requestLog.day, range.fromDay),
       lte(requestLog.day, range.toDay),
-      range.keyId !== undefined ? eq(requestLog.keyId, range.keyId) : undefined,
+      // `+`: the day range through request_log_day_key, not all of the key's history.
+      range.keyId !== undefined ? sql`+${requestLog.keyId} = ${range.keyId}` : undefined,
     )
     const rows = this.db.all<{ grp: string; n: number; p50: number | null; p95: number | null }>(sql`
       with r as (
@@ -428,10 +429,11 @@ export class SqliteStore implements Store {
    * SQLite on the rowid range instead of sorting an index's matches by id.
    */
   private idSpan(filter: RequestFilter): { after: number; last: number } | null {
-    const first = filter.since !== undefined ? this.db.get<{ id: number | null }>(sql`select min(${requestLog.id}) as id from ${requestLog} where ${requestLog.timestamp} >= ${filter.since}`).id : 1
+    // `+id`: without it SQLite would walk the rowid from one end until a timestamp matches.
+    const first = filter.since !== undefined ? this.db.get<{ id: number | null }>(sql`select min(+${requestLog.id}) as id from ${requestLog} where ${requestLog.timestamp} >= ${filter.since}`).id : 1
     const last =
       filter.until !== undefined
-        ? this.db.get<{ id: number | null }>(sql`select max(${requestLog.id}) as id from ${requestLog} where ${requestLog.timestamp} < ${filter.until}`).id
+        ? this.db.get<{ id: number | null }>(sql`select max(+${requestLog.id}) as id from ${requestLog} where ${requestLog.timestamp} < ${filter.until}`).id
         : this.db.get<{ id: number | null }>(sql`select max(${requestLog.id}) as id from ${requestLog}`).id
     if (first === null || last === null || last < first) return null
     return { after: first - 1, last }
