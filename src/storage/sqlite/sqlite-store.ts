@@ -1,9 +1,9 @@
 import { and, eq, gt, gte, lt, lte, or, sql, type SQL } from 'drizzle-orm'
+import type { SQLiteColumn } from 'drizzle-orm/sqlite-core'
 import { isChatRoute } from '../../core/usage.js'
 import type { ApiKey, DailyUsage, DefaultOverrides, KeySecret, RequestRow } from '../../core/types.js'
 import type { KeyPatch, LogSpan, NewKey, RequestFilter, Store, UsageGroup, UsageRange } from '../store.js'
 import { openDatabase, type OpenedDatabase } from './open.js'
-import type { SQLiteColumn } from 'drizzle-orm/sqlite-core'
 import { apiKeys, dailyUsage, keySecrets, requestLog, settings, usageRollup } from './schema.js'
 
 /** Rows per page of an export: each page is its own statement, so no read lasts the whole run. */
@@ -430,7 +430,10 @@ export class SqliteStore implements Store {
    */
   private idSpan(filter: RequestFilter): { after: number; last: number } | null {
     // `+id`: without it SQLite would walk the rowid from one end until a timestamp matches.
-    const first = filter.since !== undefined ? this.db.get<{ id: number | null }>(sql`select min(+${requestLog.id}) as id from ${requestLog} where ${requestLog.timestamp} >= ${filter.since}`).id : 1
+    const first =
+      filter.since !== undefined
+        ? this.db.get<{ id: number | null }>(sql`select min(+${requestLog.id}) as id from ${requestLog} where ${requestLog.timestamp} >= ${filter.since}`).id
+        : this.db.get<{ id: number | null }>(sql`select min(${requestLog.id}) as id from ${requestLog}`).id // past pruned ids
     const last =
       filter.until !== undefined
         ? this.db.get<{ id: number | null }>(sql`select max(+${requestLog.id}) as id from ${requestLog} where ${requestLog.timestamp} < ${filter.until}`).id
