@@ -104,6 +104,12 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   protected override async catch(raw: Interfaces.CommandError): Promise<void> {
+    // The reader of stdout went away (`| head -1`): nothing more to say, and not a failure.
+    // (oclif already swallows the stream's own EPIPE event; this is the same error thrown.)
+    if ((raw as { code?: unknown }).code === 'EPIPE') {
+      process.exitCode = EXIT.ok
+      return
+    }
     const err = translateError(raw, (this.flags as Record<string, unknown> | undefined) ?? {}) ?? raw
     const exit = exitCodeOf(err)
     process.exitCode = exit

@@ -1,10 +1,26 @@
-import type { UsageGroup } from '../storage/store.js'
+import { Flags } from '@oclif/core'
+import { Calendar } from '../core/calendar.js'
+import { badRequest } from '../core/errors.js'
 import { costUsd } from '../core/log-columns.js'
+import type { UsageGroup } from '../storage/store.js'
+
+/** The calendar the kept totals are summed by: the server's --timezone. */
+export const timezoneFlag = Flags.string({ description: 'time zone of the calendar day (as the server\'s --timezone)', env: 'GATEWAY_TIMEZONE', default: 'UTC' })
+
+export function calendarOf(timeZone: string): Calendar {
+  if (!Calendar.isValidZone(timeZone)) throw badRequest(`Unknown time zone "${timeZone}"`, 'timezone')
+  return new Calendar(timeZone)
+}
+
+/** What the request columns count, for the line under a usage table. */
+export const REQUESTS_NOTE = 'REQUESTS counts every request; CHAT the requests to /chat and /v1/chat/completions.'
+export const LATENCY_NOTE = 'P50/P95 "-": some of those requests were pruned from the log (the totals are kept, latencies are not).'
 
 /** A usage group as `--json` shows it. */
 export function groupView(g: UsageGroup) {
   return {
     requests: g.requests,
+    chat_requests: g.chatRequests,
     errors: g.errors,
     rate_limited: g.rateLimited,
     prompt_tokens: g.promptTokens,
@@ -21,6 +37,7 @@ export function sumGroups(groups: UsageGroup[]): Omit<ReturnType<typeof groupVie
   const costs = groups.filter((g) => g.costMicros !== null)
   return {
     requests: sum((g) => g.requests),
+    chat_requests: sum((g) => g.chatRequests),
     errors: sum((g) => g.errors),
     rate_limited: sum((g) => g.rateLimited),
     prompt_tokens: sum((g) => g.promptTokens),

@@ -1,5 +1,4 @@
 import { Flags } from '@oclif/core'
-import { dirname, join } from 'node:path'
 import { setFlagsFromString } from 'node:v8'
 import { BaseCommand, EXIT } from '../cli/base-command.js'
 import { parseDuration } from '../cli/durations.js'
@@ -10,7 +9,7 @@ import { badRequest } from '../core/errors.js'
 import { parseLimitValue } from '../core/limits.js'
 import { firstEvent } from '../first-event.js'
 import { startServer } from '../server.js'
-import { csvPathFor } from '../storage/csv-log.js'
+import { csvPathFor, defaultCsvBase } from '../storage/csv-log.js'
 
 const seconds = (ms: number) => `${ms / 1000}s`
 
@@ -67,7 +66,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
       queueSize: f['queue-size'],
       queueTimeoutMs: parseDuration(f['queue-timeout'], '--queue-timeout'),
       trustProxy: f['trust-proxy'],
-      csvLog: f['no-csv-log'] || meansOff(f['csv-log']) ? null : (f['csv-log'] ?? join(dirname(f.db), 'requests.csv')),
+      csvLog: f['no-csv-log'] || meansOff(f['csv-log']) ? null : (f['csv-log'] ?? defaultCsvBase(f.db)),
       logBodies: f['log-bodies'],
       metricsPublic: f['metrics-public'],
       prices: f.prices,

@@ -100,7 +100,10 @@ export interface RequestRow {
 export interface DailyUsage {
   keyId: string
   day: string
+  /** Every request made with the key. */
   requests: number
+  /** Of those, requests to the chat routes. */
+  chatRequests: number
   promptTokens: number
   completionTokens: number
   totalTokens: number

@@ -4,7 +4,10 @@ import { resolveKeyLimits } from './limits.js'
 import type { ApiKey, DailyUsage, DefaultOverrides } from './types.js'
 
 export interface UsageFigures {
+  /** Every request: any route, any status (what `requests` always counted). */
   requests: number
+  /** Requests to `/chat` and `/v1/chat/completions`. */
+  chat_requests: number
   prompt_tokens: number
   completion_tokens: number
   total_tokens: number
@@ -18,15 +21,23 @@ export interface KeyUsage extends UsageFigures {
   remaining: number | null
 }
 
+/** The routes whose requests `chat_requests` counts (a request's logged route is its path). */
+const CHAT_ROUTES: ReadonlySet<string> = new Set(['/chat', '/v1/chat/completions'])
+
+export function isChatRoute(route: string): boolean {
+  return CHAT_ROUTES.has(route)
+}
+
 const DAY = /^\d{4}-\d{2}-\d{2}$/
 
 export function isDay(text: string): boolean {
   return DAY.test(text) && !Number.isNaN(Date.parse(`${text}T00:00:00Z`)) && new Date(`${text}T00:00:00Z`).toISOString().startsWith(text)
 }
 
-function figures(g: Pick<UsageGroup, 'requests' | 'promptTokens' | 'completionTokens' | 'totalTokens' | 'costMicros'>): UsageFigures {
+function figures(g: Pick<UsageGroup, 'requests' | 'chatRequests' | 'promptTokens' | 'completionTokens' | 'totalTokens' | 'costMicros'>): UsageFigures {
   return {
     requests: g.requests,
+    chat_requests: g.chatRequests,
     prompt_tokens: g.promptTokens,
     completion_tokens: g.completionTokens,
     total_tokens: g.totalTokens,
@@ -40,13 +51,13 @@ function keyUsage(key: ApiKey, row: DailyUsage | undefined, defaults: DefaultOve
   return {
     key_id: key.id,
     key_name: key.name,
-    ...figures(row ?? { requests: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, costMicros: null }),
+    ...figures(row ?? { requests: 0, chatRequests: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, costMicros: null }),
     daily_budget: budget,
     remaining: budget === null ? null : Math.max(0, budget - spent),
   }
 }
 
-/** Usage as the /usage route and the CLI report it, from the daily usage table. */
+/** Usage as the /usage route reports it, from the kept daily totals (untouched by `logs prune`). */
 export class UsageReports {
   constructor(private readonly store: Store) {}
 
@@ -68,6 +79,7 @@ export class UsageReports {
     return {
       total: {
         requests: sum((u) => u.requests),
+        chat_requests: sum((u) => u.chat_requests),
         prompt_tokens: sum((u) => u.prompt_tokens),
         completion_tokens: sum((u) => u.completion_tokens),
         total_tokens: sum((u) => u.total_tokens),

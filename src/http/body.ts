@@ -1,37 +1,73 @@
 import type { Context } from 'hono'
+import type { IncomingMessage } from 'node:http'
 import { badRequest, payloadTooLarge } from '../core/errors.js'
 import { clientClosed } from '../core/queue.js'
 import type { AppEnv } from './env.js'
 
 /**
+ * How much of an over-limit body is read and dropped before the 413. A client still
+ * uploading when the server closes gets EPIPE instead of the answer (and the SDK retries
+ * the upload); read to the body's end, the 413 reaches it. Past either bound the 413 goes
+ * out at once and the connection closes (Connection: close) whatever the client does.
+ */
+const DISCARD_MAX_BYTES = 64 * 1024 * 1024
+const DISCARD_MAX_MS = 5_000
+
+/** Reads and drops the rest of a body: resolves at its end, when the client goes, or at a bound. */
+function discardRest(incoming: IncomingMessage, received: number): Promise<void> {
+  if (incoming.readableEnded || incoming.destroyed) return Promise.resolve()
+  return new Promise<void>((resolve) => {
+    let size = received
+    const stop = () => {
+      clearTimeout(timer)
+      incoming.off('data', onData)
+      incoming.off('end', stop)
+      incoming.off('error', stop)
+      incoming.off('close', stop)
+      resolve()
+    }
+    const onData = (chunk: Buffer) => {
+      size += chunk.byteLength
+      if (size > DISCARD_MAX_BYTES) stop()
+    }
+    const timer = setTimeout(stop, DISCARD_MAX_MS)
+    incoming.on('data', onData)
+    incoming.on('end', stop)
+    incoming.on('error', stop)
+    incoming.on('close', stop)
+    incoming.resume()
+  })
+}
+
+/**
  * Reads the request body with a hard cap, whether it comes with Content-Length, chunked, or
- * both: the count is of bytes actually received, so no framing trick gets past it.
+ * both: the count is of bytes actually received, so no framing trick gets past it. An
+ * over-limit body is read to its end (within the discard bounds) before the 413.
  */
 export async function readBody(c: Context<AppEnv>, limit: number): Promise<Buffer> {
-  const declared = c.req.header('content-length')
-  if (declared !== undefined && Number(declared) > limit) throw payloadTooLarge(limit)
   const incoming = c.env?.incoming
   if (!incoming) throw new Error('request bodies are read from the Node server')
+  const declared = c.req.header('content-length')
+  if (declared !== undefined && Number(declared) > limit) {
+    if (Number(declared) <= DISCARD_MAX_BYTES) await discardRest(incoming, 0)
+    throw payloadTooLarge(limit)
+  }
   if (incoming.readableEnded) return Buffer.alloc(0)
-  return new Promise<Buffer>((resolve, reject) => {
+  let size = 0
+  const body = await new Promise<Buffer | null>((resolve, reject) => {
     const chunks: Buffer[] = []
-    let size = 0
-    const done = (err: unknown, body?: Buffer) => {
+    const done = (err: unknown, body: Buffer | null = null) => {
       incoming.off('data', onData)
       incoming.off('end', onEnd)
       incoming.off('error', onClose)
       incoming.off('close', onClose)
       if (err !== null) reject(err)
-      else resolve(body!)
+      else resolve(body)
     }
     const onData = (chunk: Buffer) => {
       size += chunk.byteLength
       if (size <= limit) chunks.push(chunk)
-      else {
-        // Not destroyed: the socket must live to carry the 413. The rest is read and dropped
-        // (the stream stays flowing without listeners), and the 413 closes the connection.
-        done(payloadTooLarge(limit))
-      }
+      else done(null, null) // over the limit: drop what was kept, read the rest below
     }
     const onEnd = () => done(null, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size))
     const onClose = () => done(clientClosed()) // reset or gone before the body ended (Node says "aborted")
@@ -41,6 +77,9 @@ export async function readBody(c: Context<AppEnv>, limit: number): Promise<Buffe
     incoming.on('error', onClose)
     incoming.on('close', onClose)
   })
+  if (body !== null) return body
+  await discardRest(incoming, size)
+  throw payloadTooLarge(limit)
 }
 
 /** The body parsed as JSON; 400 when it is not. */

@@ -1,6 +1,6 @@
 import { stringify } from 'csv-stringify/sync'
-import { closeSync, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs'
-import { dirname, extname } from 'node:path'
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, writeSync } from 'node:fs'
+import { basename, dirname, extname, join } from 'node:path'
 import { CSV_FORMAT, LOG_COLUMNS, toCsvRecord } from '../core/log-columns.js'
 import type { RowSink } from '../core/request-log.js'
 import type { RequestRow } from '../core/types.js'
@@ -10,6 +10,29 @@ export function csvPathFor(base: string, utcDay: string): string {
   const ext = extname(base) || '.csv'
   const stem = base.endsWith(ext) ? base.slice(0, -ext.length) : base
   return `${stem}-${utcDay}${ext}`
+}
+
+/** Where serve writes the CSV log when --csv-log is not given: beside the database. */
+export function defaultCsvBase(db: string): string {
+  return join(dirname(db), 'requests.csv')
+}
+
+const DAY_MS = 86_400_000
+
+/** The day files of a CSV log whose whole UTC day is before `before` (ISO), oldest first. */
+export function csvFilesBefore(base: string, before: string): string[] {
+  const dir = dirname(base)
+  if (!existsSync(dir)) return []
+  const [stem, ext] = basename(csvPathFor(base, '\0')).split('\0')
+  const cut = Date.parse(before)
+  return readdirSync(dir)
+    .filter((name) => {
+      if (!name.startsWith(stem) || !name.endsWith(ext)) return false
+      const day = name.slice(stem.length, name.length - ext.length)
+      return /^\d{4}-\d{2}-\d{2}$/.test(day) && Date.parse(`${day}T00:00:00Z`) + DAY_MS <= cut
+    })
+    .sort()
+    .map((name) => join(dir, name))
 }
 
 /**

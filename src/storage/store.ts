@@ -25,19 +25,35 @@ export interface RequestFilter {
   until?: string
   keyId?: string
   status?: number
-  /** Budget day (YYYY-MM-DD in the gateway's time zone). */
-  day?: string
+}
+
+/** Budget days (YYYY-MM-DD in the gateway's time zone), both inclusive. */
+export interface UsageRange {
+  fromDay: string
+  toDay: string
+  keyId?: string
+}
+
+/** The log rows before a time: how many, and the first and last timestamps. */
+export interface LogSpan {
+  rows: number
+  first: string | null
+  last: string | null
 }
 
 export interface UsageGroup {
   group: string
+  /** Every request, any route and status. */
   requests: number
+  /** Requests to the chat routes. */
+  chatRequests: number
   errors: number
   rateLimited: number
   promptTokens: number
   completionTokens: number
   totalTokens: number
   costMicros: number | null
+  /** Null when some of the group's rows were pruned (a sum table cannot keep percentiles). */
   p50Ms: number | null
   p95Ms: number | null
 }
@@ -69,15 +85,20 @@ export interface Store {
   changeVersion(): number
 
   /**
-   * Appends log rows and adds them to the daily usage in one transaction. Returns false,
-   * having written nothing, when another connection holds the write lock.
+   * Appends log rows and adds them to the kept usage totals in one transaction. Returns
+   * false, having written nothing, when another connection holds the write lock.
    */
   appendRequests(rows: RequestRow[]): boolean
+  /** Per key on a day, from the kept totals (which `pruneRequests` leaves alone). */
   dailyUsage(day: string): DailyUsage[]
-  usageBy(group: 'key' | 'day' | 'model', filter: RequestFilter): UsageGroup[]
+  /** Kept totals over whole days; latency from the log rows still there. */
+  usageBy(group: 'key' | 'day' | 'model', range: UsageRange): UsageGroup[]
+  /** In id order, paged: no read transaction lasts the whole iteration. */
   iterateRequests(filter: RequestFilter): IterableIterator<RequestRow>
   countRequests(filter: RequestFilter): number
-  /** Deletes log rows older than `before` in small transactions; returns how many. */
+  /** What `pruneRequests(before)` would delete. */
+  logSpan(before: string): LogSpan
+  /** Deletes log rows older than `before` in small transactions (the kept totals stay); returns how many. */
   pruneRequests(before: string): number
   close(): void
 }

@@ -32,7 +32,9 @@ describe('db migrate', () => {
     const d = new Database(db, { readonly: true })
     try {
       const tables = (d.prepare("select name from sqlite_master where type = 'table'").all() as { name: string }[]).map((t) => t.name)
-      expect(tables).toEqual(expect.arrayContaining(['api_keys', 'key_secrets', 'settings', 'daily_usage', 'request_log']))
+      expect(tables).toEqual(expect.arrayContaining(['api_keys', 'key_secrets', 'settings', 'usage_rollup', 'request_log']))
+      // The per-key-day totals older scripts read are a view over the rollup now.
+      expect(d.prepare("select type from sqlite_master where name = 'daily_usage'").pluck().get()).toBe('view')
       const columns = (d.prepare('pragma table_info(request_log)').all() as { name: string }[]).map((c) => c.name)
       expect(columns).toEqual(
         expect.arrayContaining(['timestamp', 'request_id', 'key_id', 'key_name', 'ip', 'route', 'model', 'status', 'error_code', 'prompt_tokens', 'completion_tokens', 'total_tokens', 'estimated', 'latency_ms', 'upstream_ms', 'queued_ms', 'streamed', 'user_agent']),
@@ -111,6 +113,55 @@ describe('db migrate', () => {
       { id: 'key_c', name: 'ALICE' },
     ])
     upgraded.close()
+  })
+
+  it('backfills the usage rollup from the log and from daily totals whose rows were pruned', async () => {
+    // A database as the second release left it (migrations 0000-0001): the log and daily_usage.
+    const second = join(dir, 'migrations-0001')
+    mkdirSync(join(second, 'meta'), { recursive: true })
+    for (const f of ['0000_init.sql', '0001_request_log_rowid.sql']) cpSync(join(MIGRATIONS, f), join(second, f))
+    const journal = JSON.parse(readFileSync(join(MIGRATIONS, 'meta', '_journal.json'), 'utf8'))
+    writeFileSync(join(second, 'meta', '_journal.json'), JSON.stringify({ ...journal, entries: journal.entries.slice(0, 2) }))
+    const file = join(dir, 'before-rollup.db')
+    const old = new Database(file)
+    const { drizzle } = await import('drizzle-orm/better-sqlite3')
+    const { migrate } = await import('drizzle-orm/better-sqlite3/migrator')
+    migrate(drizzle({ client: old }), { migrationsFolder: second })
+    old.prepare("insert into api_keys (id, name, created_at) values ('key_a', 'alice', 0)").run()
+    const log = old.prepare(
+      "insert into request_log (timestamp, request_id, key_id, ip, method, route, model, status, prompt_tokens, completion_tokens, total_tokens, latency_ms, cost_micros, day) values (?, ?, ?, '127.0.0.1', ?, ?, ?, ?, ?, ?, ?, 5, ?, ?)",
+    )
+    // Day 2 still has its rows; day 1 was pruned down to one row (daily_usage kept its totals).
+    log.run('2026-11-02T10:00:00.000Z', 'r1', 'key_a', 'POST', '/v1/chat/completions', 'gpt-4o', 200, 10, 5, 15, 100, '2026-11-02')
+    log.run('2026-11-02T10:00:01.000Z', 'r2', 'key_a', 'POST', '/chat', 'gpt-4o-mini', 429, 0, 0, 0, null, '2026-11-02')
+    log.run('2026-11-02T10:00:02.000Z', 'r3', 'key_a', 'GET', '/usage', null, 200, 0, 0, 0, null, '2026-11-02')
+    log.run('2026-11-02T10:00:03.000Z', 'r4', null, 'POST', '/chat', null, 401, 0, 0, 0, null, '2026-11-02')
+    log.run('2026-11-01T10:00:00.000Z', 'r0', 'key_a', 'POST', '/chat', 'gpt-4o', 200, 20, 10, 30, 200, '2026-11-01')
+    const daily = old.prepare('insert into daily_usage (key_id, day, requests, prompt_tokens, completion_tokens, total_tokens, cost_micros) values (?, ?, ?, ?, ?, ?, ?)')
+    daily.run('key_a', '2026-11-02', 3, 10, 5, 15, 100)
+    daily.run('key_a', '2026-11-01', 5, 120, 60, 180, 1200)
+    old.close()
+
+    expect((await runCli(['db', 'migrate', '--db', file])).code).toBe(0)
+    const upgraded = new Database(file, { readonly: true })
+    try {
+      expect(upgraded.prepare('select * from usage_rollup order by day, key_id, model').all()).toEqual([
+        // The pruned part of day 1 (4 requests, 150 tokens) under no model; the row that is left under its own.
+        { day: '2026-11-01', key_id: 'key_a', model: '', requests: 4, chat_requests: 0, errors: 0, rate_limited: 0, prompt_tokens: 100, completion_tokens: 50, total_tokens: 150, cost_micros: 1000 },
+        { day: '2026-11-01', key_id: 'key_a', model: 'gpt-4o', requests: 1, chat_requests: 1, errors: 0, rate_limited: 0, prompt_tokens: 20, completion_tokens: 10, total_tokens: 30, cost_micros: 200 },
+        { day: '2026-11-02', key_id: '', model: '', requests: 1, chat_requests: 1, errors: 1, rate_limited: 0, prompt_tokens: 0, completion_tokens: 0, total_tokens: 0, cost_micros: null },
+        { day: '2026-11-02', key_id: 'key_a', model: '', requests: 1, chat_requests: 0, errors: 0, rate_limited: 0, prompt_tokens: 0, completion_tokens: 0, total_tokens: 0, cost_micros: null },
+        { day: '2026-11-02', key_id: 'key_a', model: 'gpt-4o', requests: 1, chat_requests: 1, errors: 0, rate_limited: 0, prompt_tokens: 10, completion_tokens: 5, total_tokens: 15, cost_micros: 100 },
+        { day: '2026-11-02', key_id: 'key_a', model: 'gpt-4o-mini', requests: 1, chat_requests: 1, errors: 1, rate_limited: 1, prompt_tokens: 0, completion_tokens: 0, total_tokens: 0, cost_micros: null },
+      ])
+      // The old per-key totals read the same through the view.
+      expect(upgraded.prepare('select key_id, day, requests, total_tokens, cost_micros from daily_usage order by day').all()).toEqual([
+        { key_id: 'key_a', day: '2026-11-01', requests: 5, total_tokens: 180, cost_micros: 1200 },
+        { key_id: 'key_a', day: '2026-11-02', requests: 3, total_tokens: 15, cost_micros: 100 },
+      ])
+    } finally {
+      upgraded.close()
+    }
   })
 
   it('fails with a message and a non-zero exit when the path cannot be a database', async () => {

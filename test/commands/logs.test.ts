@@ -356,6 +356,51 @@ describe('logs export streams with constant memory', () => {
   })
 })
 
+describe('logs export pages through the log', () => {
+  it('holds no read transaction while its reader is slow: a WAL checkpoint(TRUNCATE) from another connection succeeds mid-export', async () => {
+    const paged = join(dir, 'paged.db')
+    const store = SqliteStore.open(paged)
+    try {
+      // Far more output than the pipe and the stream buffers hold, so the export waits on its reader.
+      for (let start = 0; start < 20_000; start += 5_000) {
+        store.appendRequests(Array.from({ length: 5_000 }, (_, i) => baseRow(start + i, { userAgent: `agent ${'x'.repeat(300)}` })))
+      }
+    } finally {
+      store.close()
+    }
+    const other = new Database(paged)
+    try {
+      other.pragma('wal_autocheckpoint = 0')
+      const insert = other.prepare("insert into request_log (timestamp, request_id, ip, method, route, status, latency_ms, day) values (?, ?, '127.0.0.1', 'POST', '/chat', 200, 1, ?)")
+      const now = new Date().toISOString()
+      insert.run(now, 'req_before_export', now.slice(0, 10)) // the WAL has frames when the export starts
+      const proc = spawn(process.execPath, [BIN, 'logs', 'export', '--format', 'jsonl', '--db', paged], { env: cliEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
+      const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)))
+      let stderr = ''
+      proc.stderr.on('data', (d) => (stderr += d))
+      const chunks: Buffer[] = []
+      await new Promise<void>((resolve) => proc.stdout.once('data', (d: Buffer) => (chunks.push(d), resolve())))
+      proc.stdout.pause() // a slow reader: the export cannot finish until we read on
+
+      insert.run(new Date().toISOString(), 'req_during_export', now.slice(0, 10))
+      other.pragma('busy_timeout = 5000') // a page being read at this instant ends within it
+      const [checkpoint] = other.pragma('wal_checkpoint(TRUNCATE)') as { busy: number; log: number; checkpointed: number }[]
+      expect(checkpoint).toEqual({ busy: 0, log: 0, checkpointed: 0 })
+
+      proc.stdout.on('data', (d: Buffer) => chunks.push(d))
+      proc.stdout.resume()
+      expect(await exited, stderr).toBe(0)
+      const ids = Buffer.concat(chunks).toString('utf8').trim().split('\n').map((line) => (JSON.parse(line) as { request_id: string }).request_id)
+      // Every row that was there when it started, in order; not the one written after.
+      expect(ids).toHaveLength(20_001)
+      expect(ids.slice(0, 2)).toEqual(['req_0000000', 'req_0000001'])
+      expect(ids.at(-1)).toBe('req_before_export')
+    } finally {
+      other.close()
+    }
+  })
+})
+
 describe('logs prune', () => {
   it('--older-than 90d deletes older log rows only and keeps the daily usage totals', async () => {
     const pdb = join(dir, 'prune.db')

@@ -57,6 +57,8 @@ beforeAll(() => {
     row({ ...k('bob'), model: 'gpt-4o', promptTokens: 200, completionTokens: 100, totalTokens: 300, costMicros: 1500, latencyMs: 5 })
     row({ ...k('bob'), model: 'mock-echo', promptTokens: 10, completionTokens: 10, totalTokens: 20, costMicros: null, latencyMs: 7 })
     row({ model: null, status: 401, errorCode: 'invalid_api_key', latencyMs: 1, upstreamMs: null, queuedMs: null })
+    // Not a chat request: counted in requests, not in chat_requests.
+    row({ ...k('bob'), method: 'GET', route: '/usage', model: null, promptTokens: 0, completionTokens: 0, totalTokens: 0, costMicros: null, latencyMs: 2, upstreamMs: null, queuedMs: null })
     // Earlier days.
     for (const ago of [2, 5, 9]) {
       const t = now - ago * DAY
@@ -86,6 +88,7 @@ describe('usage today', () => {
       key_name: 'alice',
       prefix: prefixes.alice,
       requests: 5,
+      chat_requests: 5,
       errors: 2,
       rate_limited: 1,
       prompt_tokens: sum(alice, (x) => x.promptTokens),
@@ -100,9 +103,9 @@ describe('usage today', () => {
     expect(by.alice.p50_ms).toBeGreaterThanOrEqual(1)
     expect(by.alice.p50_ms).toBeLessThanOrEqual(by.alice.p95_ms)
     expect(by.alice.p95_ms).toBeLessThanOrEqual(40)
-    expect(by['bob, "the builder"']).toMatchObject({ requests: 2, errors: 0, total_tokens: 320, daily_budget: null, budget_used: null, estimated_cost_usd: expect.closeTo(1500 / 1e6, 12) })
+    expect(by['bob, "the builder"']).toMatchObject({ requests: 3, chat_requests: 2, errors: 0, total_tokens: 320, daily_budget: null, budget_used: null, estimated_cost_usd: expect.closeTo(1500 / 1e6, 12) })
     expect(by['(none)']).toMatchObject({ key_id: null, requests: 1, errors: 1, total_tokens: 0 })
-    expect(r.json.total).toMatchObject({ requests: 8, errors: 3, rate_limited: 1, total_tokens: 570, prompt_tokens: sum(today(), (x) => x.promptTokens), completion_tokens: sum(today(), (x) => x.completionTokens) })
+    expect(r.json.total).toMatchObject({ requests: 9, chat_requests: 8, errors: 3, rate_limited: 1, total_tokens: 570, prompt_tokens: sum(today(), (x) => x.promptTokens), completion_tokens: sum(today(), (x) => x.completionTokens) })
     expect(r.json.total.estimated_cost_usd).toBeCloseTo(1574 / 1e6, 12)
   })
 
@@ -110,11 +113,12 @@ describe('usage today', () => {
     const r = await cli(['usage', 'today'])
     expect(r.code).toBe(0)
     const lines = r.stdout.split('\n')
-    expect(lines.some((l) => /^KEY\s+PREFIX\s+REQUESTS\s+ERRORS\s+429S\s+TOKENS\s+BUDGET\s+COST\s+P50 MS\s+P95 MS$/.test(l))).toBe(true)
+    expect(lines.some((l) => /^KEY\s+PREFIX\s+REQUESTS\s+CHAT\s+ERRORS\s+429S\s+TOKENS\s+BUDGET\s+COST\s+P50 MS\s+P95 MS$/.test(l))).toBe(true)
     const alice = lines.find((l) => l.startsWith('alice '))!
-    expect(alice).toMatch(new RegExp(`^alice\\s+${prefixes.alice}…\\s+5\\s+2\\s+1\\s+250\\s+[█░]{10} 25%\\s+\\$0\\.0001`))
+    expect(alice).toMatch(new RegExp(`^alice\\s+${prefixes.alice}…\\s+5\\s+5\\s+2\\s+1\\s+250\\s+[█░]{10} 25%\\s+\\$0\\.0001`))
     expect(lines.some((l) => l.startsWith('bob, "the builder" '))).toBe(true)
-    expect(lines.find((l) => l.startsWith('TOTAL'))).toMatch(/^TOTAL\s+-?\s*8\s+3\s+1\s+570\s/)
+    expect(lines.find((l) => l.startsWith('TOTAL'))).toMatch(/^TOTAL\s+-?\s*9\s+8\s+3\s+1\s+570\s/)
+    expect(r.stdout).toContain('REQUESTS counts every request; CHAT the requests to /chat and /v1/chat/completions.')
   })
 
   it('on a day without requests says so; --timezone must be a real zone (exit 2)', async () => {
@@ -161,13 +165,15 @@ describe('usage --since/--until --by', () => {
     ])
     const k = Object.fromEntries((byKey.json.groups as { key: string | null; key_name: string | null }[]).map((g) => [g.key ?? '(none)', g]))
     expect(k[ids.alice]).toMatchObject({ key_name: 'alice', requests: 8, total_tokens: 250 + 11 * (2 + 5 + 9) })
-    expect(k[ids.bob]).toMatchObject({ key_name: 'bob, "the builder"', requests: 2, total_tokens: 320 })
+    expect(k[ids.bob]).toMatchObject({ key_name: 'bob, "the builder"', requests: 3, chat_requests: 2, total_tokens: 320 })
     expect(k['(none)']).toMatchObject({ requests: 1, errors: 1 })
     const m = Object.fromEntries((byModel.json.groups as { model: string | null }[]).map((g) => [g.model ?? '(none)', g]))
     expect(m['gpt-4o']).toMatchObject({ requests: 1, total_tokens: 300, estimated_cost_usd: expect.closeTo(0.0015, 12) })
     expect(m['mock-echo']).toMatchObject({ requests: 1, total_tokens: 20, estimated_cost_usd: null })
-    expect(oneKey.json.groups.map((g: { model: string }) => g.model).sort()).toEqual(['gpt-4o', 'mock-echo'])
-    expect(oneKey.json.total.requests).toBe(2)
+    expect(oneKey.json.groups.map((g: { model: string | null }) => g.model)).toEqual([null, 'gpt-4o', 'mock-echo'])
+    expect(oneKey.json.total).toMatchObject({ requests: 3, chat_requests: 2 })
+    expect(oneKey.json.key).toEqual({ id: ids.bob, name: 'bob, "the builder"' })
+    expect(byKey.json.key).toBeNull()
   })
 
   it('--until (exclusive) and ISO dates bound the range', async () => {
@@ -183,9 +189,15 @@ describe('usage --since/--until --by', () => {
   it('without --json: a table with a TOTAL row', async () => {
     const r = await cli(['usage', '--since', '30d', '--by', 'key'])
     expect(r.code).toBe(0)
-    expect(r.stdout).toMatch(/^KEY\s+REQUESTS\s+ERRORS\s+429S\s+PROMPT\s+COMPLETION\s+TOKENS\s+COST\s+P50 MS\s+P95 MS$/m)
-    expect(r.stdout).toMatch(/^alice\s+8\s+2\s+1\s/m)
-    expect(r.stdout).toMatch(/^TOTAL\s+11\s+3\s+1\s/m)
+    expect(r.stdout).toMatch(/^KEY\s+REQUESTS\s+CHAT\s+ERRORS\s+429S\s+PROMPT\s+COMPLETION\s+TOKENS\s+COST\s+P50 MS\s+P95 MS$/m)
+    expect(r.stdout).toMatch(/^alice\s+8\s+8\s+2\s+1\s/m)
+    expect(r.stdout).toMatch(/^TOTAL\s+12\s+11\s+3\s+1\s/m)
+  })
+
+  it('--key names the key it reports on', async () => {
+    const r = await cli(['usage', '--since', '30d', '--key', 'alice'])
+    expect(r.code).toBe(0)
+    expect(r.stdout.split('\n')[0]).toMatch(new RegExp(`^Usage of key alice \\(${ids.alice}\\) from \\d{4}-\\d{2}-\\d{2} to ${utcDay(Date.now())} \\(whole days, UTC\\), by day$`))
   })
 
   it('exits 2 on a bad --since, --until or --by, and 3 for an unknown --key', async () => {

@@ -718,7 +718,7 @@ describe('gateway usage (CLI) over real traffic', () => {
     const r = await runCli(['usage', 'today', '--db', gw.db])
     expect(r.code).toBe(0)
     const lines = r.stdout.split('\n')
-    expect(lines.some((l) => /KEY\s+PREFIX\s+REQUESTS\s+ERRORS\s+429S\s+TOKENS\s+BUDGET\s+COST\s+P50 MS\s+P95 MS/.test(l))).toBe(true)
+    expect(lines.some((l) => /KEY\s+PREFIX\s+REQUESTS\s+CHAT\s+ERRORS\s+429S\s+TOKENS\s+BUDGET\s+COST\s+P50 MS\s+P95 MS/.test(l))).toBe(true)
     const prefix = alice.slice(0, 7)
     const aliceLine = lines.find((l) => l.startsWith('alice '))!
     expect(aliceLine).toContain(`${prefix}…`)

@@ -78,7 +78,7 @@ describe('server and CLI on one file', () => {
               reports.forDay(new Date().toISOString().slice(0, 10))
               break
             case 3:
-              other.usageBy('key', { since: new Date(Date.now() - 60_000).toISOString() })
+              other.usageBy('key', { fromDay: new Date().toISOString().slice(0, 10), toDay: new Date().toISOString().slice(0, 10) })
               break
             case 4:
               manager.revoke(`w${i - 4}`)

@@ -2,35 +2,51 @@ import { Flags } from '@oclif/core'
 import { BaseCommand } from '../../cli/base-command.js'
 import { parseTimeRange, SINCE_HELP, UNTIL_HELP } from '../../cli/durations.js'
 import { renderTable } from '../../cli/table.js'
-import { groupView, ms, sumGroups, usd } from '../../cli/usage-view.js'
+import { calendarOf, groupView, LATENCY_NOTE, ms, REQUESTS_NOTE, sumGroups, timezoneFlag, usd } from '../../cli/usage-view.js'
 
 export default class Usage extends BaseCommand<typeof Usage> {
-  static override summary = 'Usage over a time range, grouped by day, key or model'
-  static override examples = ['<%= config.bin %> usage --since 7d', '<%= config.bin %> usage --since 2026-11-01 --until 2026-12-01 --by model --json']
+  static override summary = 'Usage over whole days, grouped by day, key or model'
+  static override description = `Sums the kept daily totals, which \`logs prune\` leaves alone, over every calendar day (in --timezone) that the range touches.
+REQUESTS counts every request (any route, any status); CHAT counts the requests to /chat and /v1/chat/completions.
+Latency percentiles come from the log rows: "-" (null in --json) where some of a group's requests were pruned.`
+  static override examples = [
+    '<%= config.bin %> usage --since 7d',
+    '<%= config.bin %> usage --key alice --by model',
+    '<%= config.bin %> usage --since 2026-11-01 --until 2026-12-01 --by model --json',
+  ]
   static override flags = {
-    since: Flags.string({ description: SINCE_HELP, default: '7d' }),
-    until: Flags.string({ description: UNTIL_HELP }),
+    since: Flags.string({ description: `${SINCE_HELP}; its whole day counts`, default: '7d' }),
+    until: Flags.string({ description: `${UNTIL_HELP}; the day it falls in counts unless it is that day's first instant` }),
     by: Flags.string({ description: 'group rows by', options: ['day', 'key', 'model'], default: 'day' }),
     key: Flags.string({ description: 'only this key (id or name)' }),
+    timezone: timezoneFlag,
   }
 
   async run() {
     const now = this.clock.now()
-    const { since, until } = parseTimeRange(this.flags.since, this.flags.until, now)
-    const keyId = this.flags.key ? this.keys.get(this.flags.key).id : undefined
+    const calendar = calendarOf(this.flags.timezone)
+    const range = parseTimeRange(this.flags.since, this.flags.until, now)
+    const since = range.since!
+    const until = range.until
+    // The totals are kept per day: the range covers every day it touches.
+    const fromDay = calendar.dayOf(Date.parse(since))
+    const toDay = calendar.dayOf((until === undefined ? now : Date.parse(until)) - 1)
+    const key = this.flags.key ? this.keys.get(this.flags.key) : undefined
     const by = this.flags.by as 'day' | 'key' | 'model'
-    const groups = this.store.usageBy(by, { since, until, keyId })
+    const groups = toDay < fromDay ? [] : this.store.usageBy(by, { fromDay, toDay, keyId: key?.id })
     const names = by === 'key' ? new Map(this.keys.list().map((k) => [k.id, k.name])) : null
     const views = groups.map((g) => ({ group: g.group, view: groupView(g) }))
     const rows = views.map(({ group, view }) => ({ [by]: group === '' ? null : group, ...(names ? { key_name: names.get(group) ?? null } : {}), ...view }))
     const total = sumGroups(groups)
-    this.say(`Usage from ${since} to ${until ?? 'now'}, by ${by}`)
+    const of = key ? ` of key ${this.safe(key.name)} (${key.id})` : ''
+    this.say(`Usage${of} from ${fromDay} to ${toDay} (whole days, ${this.flags.timezone}), by ${by}`)
     this.say(
       renderTable(
-        [by.toUpperCase(), 'REQUESTS', 'ERRORS', '429S', 'PROMPT', 'COMPLETION', 'TOKENS', 'COST', 'P50 MS', 'P95 MS'],
+        [by.toUpperCase(), 'REQUESTS', 'CHAT', 'ERRORS', '429S', 'PROMPT', 'COMPLETION', 'TOKENS', 'COST', 'P50 MS', 'P95 MS'],
         views.map(({ group, view: v }) => [
           names ? (names.get(group) ?? (group || '(no key)')) : group || '-',
           v.requests,
+          v.chat_requests,
           v.errors,
           v.rate_limited,
           v.prompt_tokens,
@@ -40,9 +56,21 @@ export default class Usage extends BaseCommand<typeof Usage> {
           ms(v.p50_ms),
           ms(v.p95_ms),
         ]),
-        ['TOTAL', total.requests, total.errors, total.rate_limited, total.prompt_tokens, total.completion_tokens, total.total_tokens, usd(total.estimated_cost_usd), '', ''],
+        ['TOTAL', total.requests, total.chat_requests, total.errors, total.rate_limited, total.prompt_tokens, total.completion_tokens, total.total_tokens, usd(total.estimated_cost_usd), '', ''],
       ),
     )
-    return { since, until: until ?? null, by, groups: rows, total }
+    this.say(REQUESTS_NOTE)
+    if (views.some(({ view }) => view.p50_ms === null)) this.say(LATENCY_NOTE)
+    return {
+      since,
+      until: until ?? null,
+      from_day: fromDay,
+      to_day: toDay,
+      timezone: this.flags.timezone,
+      by,
+      key: key ? { id: key.id, name: key.name } : null,
+      groups: rows,
+      total,
+    }
   }
 }

@@ -1,22 +1,21 @@
-import { Flags } from '@oclif/core'
 import { BaseCommand } from '../../cli/base-command.js'
 import { bar, renderTable } from '../../cli/table.js'
-import { groupView, ms, sumGroups, usd } from '../../cli/usage-view.js'
-import { Calendar } from '../../core/calendar.js'
-import { badRequest } from '../../core/errors.js'
+import { calendarOf, groupView, LATENCY_NOTE, ms, REQUESTS_NOTE, sumGroups, timezoneFlag, usd } from '../../cli/usage-view.js'
 import { resolveKeyLimits } from '../../core/limits.js'
 
 export default class UsageToday extends BaseCommand<typeof UsageToday> {
   static override summary = 'Usage per key today: requests, errors, tokens, share of budget, cost, latency'
   static override examples = ['<%= config.bin %> usage today', '<%= config.bin %> usage today --timezone Europe/Berlin --json']
+  static override description = `From the kept daily totals, which \`logs prune\` leaves alone, so it agrees with GET /usage.
+REQUESTS counts every request (any route, any status); CHAT counts the requests to /chat and /v1/chat/completions.
+Latency percentiles come from the log rows: "-" (null in --json) where some of a key's requests were pruned.`
   static override flags = {
-    timezone: Flags.string({ description: 'time zone of the calendar day (as the server\'s --timezone)', env: 'GATEWAY_TIMEZONE', default: 'UTC' }),
+    timezone: timezoneFlag,
   }
 
   async run() {
-    if (!Calendar.isValidZone(this.flags.timezone)) throw badRequest(`Unknown time zone "${this.flags.timezone}"`, 'timezone')
-    const day = new Calendar(this.flags.timezone).dayOf(this.clock.now())
-    const groups = this.store.usageBy('key', { day })
+    const day = calendarOf(this.flags.timezone).dayOf(this.clock.now())
+    const groups = this.store.usageBy('key', { fromDay: day, toDay: day })
     const defaults = this.store.getDefaults()
     const keys = new Map(this.keys.list().map((k) => [k.id, k]))
     const prefixes = this.keys.prefixesByKey()
@@ -38,11 +37,12 @@ export default class UsageToday extends BaseCommand<typeof UsageToday> {
       this.say(`Usage on ${day} (${this.flags.timezone})`)
       this.say(
         renderTable(
-          ['KEY', 'PREFIX', 'REQUESTS', 'ERRORS', '429S', 'TOKENS', 'BUDGET', 'COST', 'P50 MS', 'P95 MS'],
+          ['KEY', 'PREFIX', 'REQUESTS', 'CHAT', 'ERRORS', '429S', 'TOKENS', 'BUDGET', 'COST', 'P50 MS', 'P95 MS'],
           rows.map((r) => [
             r.key_name ?? (r.key_id ? r.key_id : '(no key)'),
             r.prefix ? `${r.prefix}…` : '',
             r.requests,
+            r.chat_requests,
             r.errors,
             r.rate_limited,
             r.total_tokens,
@@ -51,9 +51,11 @@ export default class UsageToday extends BaseCommand<typeof UsageToday> {
             ms(r.p50_ms),
             ms(r.p95_ms),
           ]),
-          ['TOTAL', '', total.requests, total.errors, total.rate_limited, total.total_tokens, '', usd(total.estimated_cost_usd), '', ''],
+          ['TOTAL', '', total.requests, total.chat_requests, total.errors, total.rate_limited, total.total_tokens, '', usd(total.estimated_cost_usd), '', ''],
         ),
       )
+      this.say(REQUESTS_NOTE)
+      if (rows.some((r) => r.p50_ms === null)) this.say(LATENCY_NOTE)
     }
     return { date: day, timezone: this.flags.timezone, keys: rows, total }
   }

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm'
-import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core'
+import { index, integer, primaryKey, real, sqliteTable, sqliteView, text, uniqueIndex } from 'drizzle-orm/sqlite-core'
 import type { DefaultOverrides, LimitOverrides } from '../../core/types.js'
 
 /** Milliseconds since the epoch. */
@@ -42,18 +42,49 @@ export const settings = sqliteTable('settings', {
   value: text('value', { mode: 'json' }).$type<DefaultOverrides>().notNull(),
 })
 
-export const dailyUsage = sqliteTable(
-  'daily_usage',
+/**
+ * The kept totals: requests and tokens summed per budget day, key and model, written in the
+ * same transaction as the log rows and never pruned. Every usage report reads them, so
+ * reports agree before and after `logs prune`. No key and no model are stored as ''.
+ */
+export const usageRollup = sqliteTable(
+  'usage_rollup',
   {
-    keyId: text('key_id').notNull(),
     day: text('day').notNull(),
+    keyId: text('key_id').notNull(),
+    model: text('model').notNull(),
+    /** Every request: any route, any status. */
     requests: integer('requests').notNull().default(0),
+    /** Requests to the chat routes (`/chat`, `/v1/chat/completions`). */
+    chatRequests: integer('chat_requests').notNull().default(0),
+    /** Answers with status >= 400 (429s included). */
+    errors: integer('errors').notNull().default(0),
+    rateLimited: integer('rate_limited').notNull().default(0),
     promptTokens: integer('prompt_tokens').notNull().default(0),
     completionTokens: integer('completion_tokens').notNull().default(0),
     totalTokens: integer('total_tokens').notNull().default(0),
+    /** Null while no request of the group had a priced model. */
     costMicros: integer('cost_micros'),
   },
-  (t) => [primaryKey({ columns: [t.keyId, t.day] }), index('daily_usage_day').on(t.day)],
+  (t) => [primaryKey({ columns: [t.day, t.keyId, t.model] })],
+)
+
+/** Per key and day, as the budget ledger reads it (kept for scripts that read the old table). */
+export const dailyUsage = sqliteView('daily_usage').as((qb) =>
+  qb
+    .select({
+      keyId: usageRollup.keyId,
+      day: usageRollup.day,
+      requests: sql<number>`sum(${usageRollup.requests})`.as('requests'),
+      chatRequests: sql<number>`sum(${usageRollup.chatRequests})`.as('chat_requests'),
+      promptTokens: sql<number>`sum(${usageRollup.promptTokens})`.as('prompt_tokens'),
+      completionTokens: sql<number>`sum(${usageRollup.completionTokens})`.as('completion_tokens'),
+      totalTokens: sql<number>`sum(${usageRollup.totalTokens})`.as('total_tokens'),
+      costMicros: sql<number | null>`sum(${usageRollup.costMicros})`.as('cost_micros'),
+    })
+    .from(usageRollup)
+    .where(sql`${usageRollup.keyId} <> ''`)
+    .groupBy(usageRollup.day, usageRollup.keyId),
 )
 
 export const requestLog = sqliteTable(
@@ -84,5 +115,10 @@ export const requestLog = sqliteTable(
     requestBody: text('request_body'),
     responseBody: text('response_body'),
   },
-  (t) => [index('request_log_timestamp').on(t.timestamp), index('request_log_key_timestamp').on(t.keyId, t.timestamp)],
+  (t) => [
+    index('request_log_timestamp').on(t.timestamp),
+    index('request_log_key_timestamp').on(t.keyId, t.timestamp),
+    // Latency percentiles of a day range (usage reports), optionally of one key.
+    index('request_log_day_key').on(t.day, t.keyId),
+  ],
 )

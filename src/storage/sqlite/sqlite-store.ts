@@ -1,10 +1,15 @@
 import type { Statement } from 'better-sqlite3'
-import { and, asc, count, desc, eq, gte, inArray, lt, or, sql, type SQL } from 'drizzle-orm'
+import { and, asc, count, desc, eq, gt, gte, inArray, lt, lte, or, sql, type SQL } from 'drizzle-orm'
+import type { SQLiteColumn } from 'drizzle-orm/sqlite-core'
 import { nameTaken } from '../../core/keys.js'
+import { isChatRoute } from '../../core/usage.js'
 import type { ApiKey, DailyUsage, DefaultOverrides, KeySecret, RequestRow } from '../../core/types.js'
-import type { KeyPatch, NewKey, RequestFilter, Store, UsageGroup } from '../store.js'
+import type { KeyPatch, LogSpan, NewKey, RequestFilter, Store, UsageGroup, UsageRange } from '../store.js'
 import { isBusy, openDatabase, type OpenedDatabase } from './open.js'
-import { apiKeys, dailyUsage, keySecrets, requestLog, settings } from './schema.js'
+import { apiKeys, dailyUsage, keySecrets, requestLog, settings, usageRollup } from './schema.js'
+
+/** Rows per page of an export: each page is its own statement, so no read lasts the whole run. */
+const EXPORT_PAGE = 500
 
 const DEFAULTS = 'limits'
 
@@ -114,15 +119,19 @@ function whereOf(filter: RequestFilter): SQL | undefined {
     filter.until !== undefined ? lt(requestLog.timestamp, filter.until) : undefined,
     filter.keyId !== undefined ? eq(requestLog.keyId, filter.keyId) : undefined,
     filter.status !== undefined ? eq(requestLog.status, filter.status) : undefined,
-    filter.day !== undefined ? eq(requestLog.day, filter.day) : undefined,
   )
 }
 
-const GROUP_COLUMN = {
+/** A usage group in the log, named as the rollup names it ('' for no key or no model). */
+const LOG_GROUP = {
   key: sql`coalesce(${requestLog.keyId}, '')`,
   day: sql`${requestLog.day}`,
   model: sql`coalesce(${requestLog.model}, '')`,
 } as const
+
+const ROLLUP_GROUP = { key: usageRollup.keyId, day: usageRollup.day, model: usageRollup.model } as const
+
+type RollupSum = typeof usageRollup.$inferInsert
 
 /**
  * A hot-path statement: the SQL is drizzle's (the schema stays the one source of truth), run
@@ -148,18 +157,22 @@ function rawStatement(sqlite: OpenedDatabase['sqlite'], query: { toSQL(): { sql:
     )
 }
 
-/** A batch's rows summed per key and day; a cost stays null when no row of the group had one. */
-function sumByKeyAndDay(rows: RequestRow[]): Iterable<DailyUsage> {
-  const sums = new Map<string, DailyUsage>()
+/** A batch's rows summed per day, key and model; a cost stays null when no row of the group had one. */
+function sumForRollup(rows: RequestRow[]): Iterable<RollupSum> {
+  const sums = new Map<string, Required<RollupSum>>()
   for (const row of rows) {
-    if (row.keyId === null) continue
-    const id = `${row.keyId}\0${row.day}`
+    const keyId = row.keyId ?? ''
+    const model = row.model ?? ''
+    const id = `${row.day}\0${keyId}\0${model}`
     let sum = sums.get(id)
     if (!sum) {
-      sum = { keyId: row.keyId, day: row.day, requests: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, costMicros: null }
+      sum = { day: row.day, keyId, model, requests: 0, chatRequests: 0, errors: 0, rateLimited: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, costMicros: null }
       sums.set(id, sum)
     }
     sum.requests++
+    if (isChatRoute(row.route)) sum.chatRequests++
+    if (row.status >= 400) sum.errors++
+    if (row.status === 429) sum.rateLimited++
     sum.promptTokens += row.promptTokens
     sum.completionTokens += row.completionTokens
     sum.totalTokens += row.totalTokens
@@ -210,36 +223,44 @@ export class SqliteStore implements Store {
         responseBody: sql.placeholder('responseBody'),
       }),
     )
+    const add = (column: keyof RollupSum & keyof typeof usageRollup) => sql`${usageRollup[column]} + excluded.${sql.identifier(usageRollup[column].name)}`
     this.upsertUsage = rawStatement(
       opened.sqlite,
       db
-      .insert(dailyUsage)
+      .insert(usageRollup)
       .values({
-        keyId: sql.placeholder('keyId'),
         day: sql.placeholder('day'),
+        keyId: sql.placeholder('keyId'),
+        model: sql.placeholder('model'),
         requests: sql.placeholder('requests'),
+        chatRequests: sql.placeholder('chatRequests'),
+        errors: sql.placeholder('errors'),
+        rateLimited: sql.placeholder('rateLimited'),
         promptTokens: sql.placeholder('promptTokens'),
         completionTokens: sql.placeholder('completionTokens'),
         totalTokens: sql.placeholder('totalTokens'),
         costMicros: sql.placeholder('costMicros'),
       })
       .onConflictDoUpdate({
-        target: [dailyUsage.keyId, dailyUsage.day],
+        target: [usageRollup.day, usageRollup.keyId, usageRollup.model],
         set: {
-          requests: sql`${dailyUsage.requests} + excluded.requests`,
-          promptTokens: sql`${dailyUsage.promptTokens} + excluded.prompt_tokens`,
-          completionTokens: sql`${dailyUsage.completionTokens} + excluded.completion_tokens`,
-          totalTokens: sql`${dailyUsage.totalTokens} + excluded.total_tokens`,
-          costMicros: sql`case when excluded.cost_micros is null then ${dailyUsage.costMicros} else coalesce(${dailyUsage.costMicros}, 0) + excluded.cost_micros end`,
+          requests: add('requests'),
+          chatRequests: add('chatRequests'),
+          errors: add('errors'),
+          rateLimited: add('rateLimited'),
+          promptTokens: add('promptTokens'),
+          completionTokens: add('completionTokens'),
+          totalTokens: add('totalTokens'),
+          costMicros: sql`case when excluded.cost_micros is null then ${usageRollup.costMicros} else coalesce(${usageRollup.costMicros}, 0) + excluded.cost_micros end`,
         },
       }),
     )
     this.dataVersion = opened.sqlite.prepare<[], number>('PRAGMA data_version').pluck()
     this.appendBatch = opened.sqlite.transaction((rows: RequestRow[]) => {
       for (const row of rows) this.insertRow(row)
-      // Daily usage is the log summed per key and day (every request made with the key): one
-      // upsert per key and day of the batch, not one per row.
-      for (const sum of sumByKeyAndDay(rows)) this.upsertUsage(sum)
+      // The kept totals move with the rows, in the same transaction: one upsert per day, key
+      // and model of the batch, not one per row.
+      for (const sum of sumForRollup(rows)) this.upsertUsage(sum)
     })
   }
 
@@ -375,56 +396,118 @@ export class SqliteStore implements Store {
     return this.db.select().from(dailyUsage).where(eq(dailyUsage.day, day)).all()
   }
 
-  usageBy(group: 'key' | 'day' | 'model', filter: RequestFilter): UsageGroup[] {
-    const g = GROUP_COLUMN[group]
-    const where = whereOf(filter) ?? sql`1 = 1`
-    const rows = this.db.all<{
-      grp: string
-      requests: number
-      errors: number
-      rate_limited: number
-      prompt_tokens: number
-      completion_tokens: number
-      total_tokens: number
-      cost_micros: number | null
-      p50: number | null
-      p95: number | null
-    }>(sql`
+  usageBy(group: 'key' | 'day' | 'model', range: UsageRange): UsageGroup[] {
+    const g = ROLLUP_GROUP[group]
+    const total = (column: SQLiteColumn) => sql<number>`sum(${column})`
+    const sums = this.db
+      .select({
+        group: g,
+        requests: total(usageRollup.requests),
+        chatRequests: total(usageRollup.chatRequests),
+        errors: total(usageRollup.errors),
+        rateLimited: total(usageRollup.rateLimited),
+        promptTokens: total(usageRollup.promptTokens),
+        completionTokens: total(usageRollup.completionTokens),
+        totalTokens: total(usageRollup.totalTokens),
+        costMicros: sql<number | null>`sum(${usageRollup.costMicros})`,
+      })
+      .from(usageRollup)
+      .where(
+        and(
+          gte(usageRollup.day, range.fromDay),
+          lte(usageRollup.day, range.toDay),
+          range.keyId !== undefined ? eq(usageRollup.keyId, range.keyId) : undefined,
+        ),
+      )
+      .groupBy(g)
+      .orderBy(g)
+      .all()
+    const latency = this.latencyBy(group, range)
+    return sums.map((s) => {
+      // Percentiles need every request's latency: unknown once some of the group was pruned.
+      const l = latency.get(s.group)
+      const whole = l !== undefined && l.n === s.requests
+      return { ...s, p50Ms: whole ? l.p50 : null, p95Ms: whole ? l.p95 : null }
+    })
+  }
+
+  /** p50 and p95 latency per group from the rows still in the log, and how many rows that is. */
+  private latencyBy(group: 'key' | 'day' | 'model', range: UsageRange): Map<string, { n: number; p50: number | null; p95: number | null }> {
+    const g = LOG_GROUP[group]
+    const where = and(
+      gte(requestLog.day, range.fromDay),
+      lte(requestLog.day, range.toDay),
+      // `+`: the day range through request_log_day_key, not all of the key's history.
+      range.keyId !== undefined ? sql`+${requestLog.keyId} = ${range.keyId}` : undefined,
+    )
+    const rows = this.db.all<{ grp: string; n: number; p50: number | null; p95: number | null }>(sql`
       with r as (
-        select ${g} as grp, status, prompt_tokens, completion_tokens, total_tokens, cost_micros, latency_ms,
+        select ${g} as grp, latency_ms,
           row_number() over (partition by ${g} order by latency_ms) as rn,
           count(*) over (partition by ${g}) as n
         from ${requestLog} where ${where}
       )
-      select grp, count(*) as requests,
-        sum(status >= 400) as errors, sum(status = 429) as rate_limited,
-        sum(prompt_tokens) as prompt_tokens, sum(completion_tokens) as completion_tokens,
-        sum(total_tokens) as total_tokens, sum(cost_micros) as cost_micros,
+      select grp, max(n) as n,
         min(case when rn >= 0.5 * n then latency_ms end) as p50,
         min(case when rn >= 0.95 * n then latency_ms end) as p95
-      from r group by grp order by grp`)
-    return rows.map((r) => ({
-      group: r.grp,
-      requests: r.requests,
-      errors: r.errors,
-      rateLimited: r.rate_limited,
-      promptTokens: r.prompt_tokens,
-      completionTokens: r.completion_tokens,
-      totalTokens: r.total_tokens,
-      costMicros: r.cost_micros,
-      p50Ms: r.p50,
-      p95Ms: r.p95,
-    }))
+      from r group by grp`)
+    return new Map(rows.map((r) => [r.grp, r]))
   }
 
+  /**
+   * The log in id order, a page at a time: each page is one short statement (its own read
+   * transaction), so a long export never pins a snapshot and the WAL can be checkpointed
+   * while it runs. Pages walk the rowid, bounded by the ids the time filter allows.
+   */
   *iterateRequests(filter: RequestFilter): IterableIterator<RequestRow> {
-    const query = this.db.select().from(requestLog).where(whereOf(filter)).orderBy(requestLog.id).toSQL()
-    const statement = this.opened.sqlite.prepare(query.sql.replace(/^select .*? from/, 'select * from'))
-    for (const raw of statement.iterate(...(query.params as unknown[]))) yield toRequestRow(raw as RawRequestRow)
+    const span = this.idSpan(filter)
+    if (span === null) return
+    // One statement for every page: the filter's values, then the page's id bounds.
+    const { sql: text, params } = this.db
+      .select()
+      .from(requestLog)
+      .where(and(whereOf(filter), gt(requestLog.id, 0), lte(requestLog.id, 0)))
+      .orderBy(requestLog.id)
+      .toSQL()
+    const page = this.opened.sqlite.prepare(text.replace(/^select .*? from "request_log"/, 'select * from "request_log" not indexed'))
+    const values = params.slice(0, -2)
+    for (let after = span.after; after < span.last; after += EXPORT_PAGE) {
+      const rows = page.all(...values, after, Math.min(after + EXPORT_PAGE, span.last)) as RawRequestRow[]
+      for (const raw of rows) yield toRequestRow(raw)
+    }
   }
 
   countRequests(filter: RequestFilter): number {
-    return this.db.select({ n: count() }).from(requestLog).where(whereOf(filter)).get()?.n ?? 0
+    const span = this.idSpan(filter)
+    if (span === null) return 0
+    const inSpan = and(whereOf(filter), gt(requestLog.id, span.after), lte(requestLog.id, span.last))
+    return this.db.get<{ n: number }>(sql`select count(*) as n from ${requestLog} not indexed where ${inSpan}`).n
+  }
+
+  /**
+   * Ids the rows of a time range can have (`after` < id <= `last`), found through the
+   * timestamp index; null when no row matches. `not indexed` in the reads that follow keeps
+   * SQLite on the rowid range instead of sorting an index's matches by id.
+   */
+  private idSpan(filter: RequestFilter): { after: number; last: number } | null {
+    // `+id`: without it SQLite would walk the rowid from one end until a timestamp matches.
+    const first =
+      filter.since !== undefined
+        ? this.db.get<{ id: number | null }>(sql`select min(+${requestLog.id}) as id from ${requestLog} where ${requestLog.timestamp} >= ${filter.since}`).id
+        : this.db.get<{ id: number | null }>(sql`select min(${requestLog.id}) as id from ${requestLog}`).id // past pruned ids
+    const last =
+      filter.until !== undefined
+        ? this.db.get<{ id: number | null }>(sql`select max(+${requestLog.id}) as id from ${requestLog} where ${requestLog.timestamp} < ${filter.until}`).id
+        : this.db.get<{ id: number | null }>(sql`select max(${requestLog.id}) as id from ${requestLog}`).id
+    if (first === null || last === null || last < first) return null
+    return { after: first - 1, last }
+  }
+
+  logSpan(before: string): LogSpan {
+    const r = this.db.get<{ rows: number; first: string | null; last: string | null }>(
+      sql`select count(*) as rows, min(${requestLog.timestamp}) as first, max(${requestLog.timestamp}) as last from ${requestLog} where ${requestLog.timestamp} < ${before}`,
+    )
+    return { rows: r.rows, first: r.first, last: r.last }
   }
 
   pruneRequests(before: string): number {
