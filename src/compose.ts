@@ -4,6 +4,7 @@ import { Gateway } from './core/gateway.js'
 import { Pricing } from './core/pricing.js'
 import { RequestLog, type RowSink } from './core/request-log.js'
 import { UsageReports } from './core/usage.js'
+import { AccessLog, type AccessLogFormat } from './http/access-log.js'
 import { createApp } from './http/app.js'
 import { Metrics } from './http/metrics.js'
 import { CsvLog } from './storage/csv-log.js'
@@ -29,6 +30,8 @@ export interface GatewaySettings {
   metricsPublic: boolean
   prices?: string
   bodyLimit: number
+  /** One line per request on stdout. */
+  accessLog: AccessLogFormat
 }
 
 export const DEFAULT_SETTINGS: Omit<GatewaySettings, 'db'> = {
@@ -45,6 +48,7 @@ export const DEFAULT_SETTINGS: Omit<GatewaySettings, 'db'> = {
   logBodies: false,
   metricsPublic: false,
   bodyLimit: 1024 * 1024,
+  accessLog: 'off',
 }
 
 export interface BuiltGateway {
@@ -57,14 +61,18 @@ export interface BuiltGateway {
   close(): Promise<void>
 }
 
-/** The composition root: the one place that wires SQLite, the CSV log and the OpenAI upstream together. */
-export function buildGateway(settings: GatewaySettings, clock: Clock = systemClock, onError: (err: unknown) => void = () => {}): BuiltGateway {
+/**
+ * The composition root: the one place that wires SQLite, the CSV log and the OpenAI upstream
+ * together. `onError` hears unexpected errors, `warn` the (rate-limited) upstream failures.
+ */
+export function buildGateway(settings: GatewaySettings, clock: Clock = systemClock, onError: (err: unknown) => void = () => {}, warn: (line: string) => void = () => {}): BuiltGateway {
   const calendar = new Calendar(settings.timezone)
   const pricing = Pricing.load(settings.prices)
   const store = SqliteStore.open(settings.db)
   const sinks: RowSink[] = settings.csvLog ? [new CsvLog(settings.csvLog)] : []
   const requestLog = new RequestLog(store, sinks, onError)
-  const upstream = createUpstream({ ...settings })
+  const upstream = createUpstream({ ...settings, warn, clock })
+  const accessLog = settings.accessLog === 'off' ? null : new AccessLog(settings.accessLog)
   let metrics: Metrics | null = null
   const gateway = new Gateway({
     store,
@@ -74,7 +82,10 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
     pricing,
     requestLog,
     options: { model: settings.model, logBodies: settings.logBodies, maxInflight: settings.maxInflight, queueSize: settings.queueSize, queueTimeoutMs: settings.queueTimeoutMs },
-    observe: (row) => metrics?.observe(row),
+    observe: (row) => {
+      metrics?.observe(row)
+      accessLog?.write(row)
+    },
   })
   metrics = new Metrics(() => gateway.queue)
   const stopWatching = gateway.watch()
@@ -83,6 +94,7 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
     usage: new UsageReports(store),
     metrics,
     clock,
+    upstreamState: () => ({ mode: upstream.isMock ? 'mock' : 'upstream', ...upstream.health.state() }),
     model: settings.model,
     options: { bodyLimit: settings.bodyLimit, trustProxy: settings.trustProxy, metricsPublic: settings.metricsPublic },
     onUnexpected: onError,
@@ -96,6 +108,7 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
     async close() {
       stopWatching()
       await requestLog.drain()
+      accessLog?.flush()
       for (const sink of sinks) sink.close()
       store.close()
       await upstream.close()

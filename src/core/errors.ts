@@ -62,6 +62,12 @@ export function notFound(message = 'Not found'): GatewayError {
   return new GatewayError(404, 'not_found_error', 'not_found', message)
 }
 
+export function methodNotAllowed(method: string, path: string, allowed: string[]): GatewayError {
+  return new GatewayError(405, 'invalid_request_error', 'method_not_allowed', `${method} is not allowed on ${path}; it takes ${allowed.filter((m) => m !== 'HEAD').join(' or ')}`, {
+    headers: { allow: allowed.join(', ') },
+  })
+}
+
 /** The rest of the body is not read, so the connection closes after the answer. */
 export function payloadTooLarge(limit: number): GatewayError {
   return new GatewayError(413, 'invalid_request_error', 'body_too_large', `Request body too large (max ${limit} bytes)`, {

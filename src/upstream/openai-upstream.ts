@@ -4,6 +4,8 @@ import { clientClosed } from '../core/queue.js'
 import type { Upstream } from '../core/upstream.js'
 import { createMockFetch } from './mock-provider.js'
 import type { Readable } from 'node:stream'
+import { systemClock, type Clock } from '../core/clock.js'
+import { connectionCause, UpstreamHealth, type FailureCause } from './health.js'
 import { createPooledFetch, readCapped, type NodeResponse } from './transport.js'
 
 export interface OpenAIUpstreamOptions {
@@ -14,6 +16,9 @@ export interface OpenAIUpstreamOptions {
   /** The whole request, body included, within this → 504. */
   totalTimeoutMs: number
   fetch?: typeof fetch
+  /** Where failure warnings go (rate-limited by UpstreamHealth), and its clock. */
+  warn?: (line: string) => void
+  clock?: Clock
 }
 
 /** A non-streamed answer larger than this is refused (an endless body must not eat memory). */
@@ -27,6 +32,8 @@ const JSON_HEADERS = { 'content-type': 'application/json' }
 export class OpenAIUpstream implements Upstream {
   readonly description: string
   readonly isMock: boolean
+  /** Last success and failure, for /health?deep=1 and the console warnings. */
+  readonly health: UpstreamHealth
   private readonly client: OpenAI
   private readonly secrets: string[]
   private readonly closeTransport: () => Promise<void>
@@ -50,6 +57,7 @@ export class OpenAIUpstream implements Upstream {
     url.username = ''
     url.password = ''
     this.description = this.isMock ? 'built-in mock provider' : url.href.replace(/\/$/, '')
+    this.health = new UpstreamHealth(this.description, options.clock ?? systemClock, options.warn ?? (() => {}))
   }
 
   async complete(body: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
@@ -92,6 +100,7 @@ export class OpenAIUpstream implements Upstream {
     try {
       const ids: string[] = []
       for await (const model of this.client.models.list({ signal })) ids.push(model.id)
+      this.health.success()
       return ids
     } catch (err) {
       throw this.toGatewayError(err, signal ?? new AbortController().signal, null)
@@ -109,13 +118,20 @@ export class OpenAIUpstream implements Upstream {
    */
   private async post(body: Uint8Array, signal: AbortSignal, stream: boolean): Promise<NodeResponse> {
     const res = await this.client.post('/chat/completions', { body, headers: JSON_HEADERS, signal, stream } as never).asResponse()
+    this.health.success()
     return res as unknown as NodeResponse
   }
 
-  /** Maps any failure to a clean GatewayError whose message holds no credential. */
+  /** Maps any failure to a clean GatewayError whose message holds no credential, and records the upstream's part in it. */
   private toGatewayError(err: unknown, client: AbortSignal, deadline: Deadline | null): GatewayError {
     if (err instanceof GatewayError) return err
     if (client.aborted) return clientClosed()
+    const failure = failureOf(err, deadline?.expired ?? false)
+    if (failure) this.health.failure(failure.cause, failure.status)
+    return this.mapError(err, deadline)
+  }
+
+  private mapError(err: unknown, deadline: Deadline | null): GatewayError {
     if (deadline?.expired || err instanceof OpenAI.APIConnectionTimeoutError) {
       return upstreamError(504, 'The upstream did not answer in time', 'upstream_timeout')
     }
@@ -180,6 +196,22 @@ class Deadline {
   }
 }
 
+/** The upstream's share of a failed call, or null when the fault was the request's (400, 422, …). */
+function failureOf(err: unknown, expired: boolean): { cause: FailureCause; status: number | null } | null {
+  if (expired || err instanceof OpenAI.APIConnectionTimeoutError || err instanceof OpenAI.APIUserAbortError) return { cause: 'timeout', status: null }
+  if (err instanceof OpenAI.APIError && err.status !== undefined) {
+    const status = err.status
+    if (status === 401 || status === 403) return { cause: 'auth', status }
+    if (status === 429) return { cause: 'rate_limited', status }
+    if (status === 404) return { cause: 'not_found', status }
+    if (status >= 300 && status < 400) return { cause: 'redirect', status }
+    if (status >= 500) return { cause: 'server_error', status }
+    return null
+  }
+  if (err instanceof OpenAI.APIConnectionError) return { cause: connectionCause(err), status: null }
+  return { cause: 'broken', status: null }
+}
+
 /** Retry-After in seconds or as an HTTP date, or retry-after-ms; clamped to something sane. */
 export function retryAfterMs(headers: Headers | undefined, now = Date.now()): number {
   const ms = Number(headers?.get('retry-after-ms'))
@@ -193,6 +225,8 @@ export function retryAfterMs(headers: Headers | undefined, now = Date.now()): nu
 }
 
 export interface UpstreamSettings {
+  warn?: (line: string) => void
+  clock?: Clock
   apiKey?: string
   baseURL?: string
   mock: boolean
@@ -202,7 +236,7 @@ export interface UpstreamSettings {
 
 /** The real upstream when a key is set and --mock is off; otherwise the built-in mock provider. */
 export function createUpstream(settings: UpstreamSettings): OpenAIUpstream {
-  const timeouts = { firstByteTimeoutMs: settings.firstByteTimeoutMs, totalTimeoutMs: settings.totalTimeoutMs }
+  const timeouts = { firstByteTimeoutMs: settings.firstByteTimeoutMs, totalTimeoutMs: settings.totalTimeoutMs, warn: settings.warn, clock: settings.clock }
   if (settings.mock || !settings.apiKey) {
     return new OpenAIUpstream({ apiKey: 'mock', baseURL: 'http://mock.invalid/v1', fetch: createMockFetch(), isMock: true, ...timeouts })
   }
