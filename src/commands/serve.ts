@@ -78,7 +78,8 @@ export default class Serve extends BaseCommand<typeof Serve> {
       bodyLimit: f['body-limit'],
       accessLog: f['access-log'] ?? (this.jsonEnabled() ? 'json' : 'text'),
     }
-    const warn = (line: string) => this.logToStderr(line)
+    // Straight to stderr: oclif's logToStderr is silent under --json, and these are for the operator.
+    const warn = (line: string) => process.stderr.write(`${line}\n`)
     const built = buildGateway(settings, this.clock, (err) => warn(`gateway: unexpected error: ${err instanceof Error ? err.message : String(err)}`), warn)
     let check: UpstreamCheck | undefined
     if (f['check-upstream']) {
@@ -103,6 +104,8 @@ export default class Serve extends BaseCommand<typeof Serve> {
       timezone: settings.timezone,
       ...(check ? { upstreamCheck: check } : {}),
     }
+    // Listening for the stop signal before saying we listen: a supervisor may send it at once.
+    const stopSignal = firstEvent(process, ['SIGINT', 'SIGTERM'])
     // One compact line: serve runs on, so its JSON is an event stream, not a final document.
     if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify(info)}\n`)
     else {
@@ -120,7 +123,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
       )
       if (check?.ok) this.log(`upstream check: ok, ${check.models} models listed in ${check.ms} ms`)
     }
-    await firstEvent(process, ['SIGINT', 'SIGTERM'])
+    await stopSignal
     this.say('gateway: shutting down, letting requests in flight finish…')
     await server.close(parseDuration(f['shutdown-timeout'], '--shutdown-timeout'))
     this.say('gateway: stopped.')

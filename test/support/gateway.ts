@@ -27,10 +27,10 @@ export function tempDir(prefix = 'gw-test-'): string {
 }
 
 /** The real gateway on a loopback port over a temp SQLite file. */
-export async function startGateway(settings: Partial<GatewaySettings> & { upstreamUrl?: string; clock?: Clock; dir?: string } = {}): Promise<TestGateway> {
+export async function startGateway(settings: Partial<GatewaySettings> & { upstreamUrl?: string; clock?: Clock; dir?: string; warn?: (line: string) => void } = {}): Promise<TestGateway> {
   const dir = settings.dir ?? tempDir()
   const db = settings.db ?? join(dir, 'gateway.db')
-  const { upstreamUrl, clock, ...rest } = settings
+  const { upstreamUrl, clock, warn, ...rest } = settings
   const built = buildGateway(
     {
       ...DEFAULT_SETTINGS,
@@ -42,6 +42,8 @@ export async function startGateway(settings: Partial<GatewaySettings> & { upstre
       ...rest,
     },
     clock,
+    undefined,
+    warn,
   )
   const server = await startServer(built, '127.0.0.1', 0)
   const admin = SqliteStore.open(db)
