@@ -121,6 +121,23 @@ describe('the access log', () => {
   })
 })
 
+describe('the access log under a stdout that does not keep up', () => {
+  it('drops lines and says how many instead of piling them up, and keeps serving', async () => {
+    const s = await serve(['--db', join(dir, 'access-slow', 'gw.db')], {}, false)
+    s.proc.stdout!.pause() // nobody reads: the pipe fills
+    for (let i = 0; i < 3_000; i++) expect((await fetch(`${s.url}/health`)).status).toBe(200)
+    s.proc.stdout!.resume()
+    await new Promise((r) => setTimeout(r, 200))
+    expect((await fetch(`${s.url}/health`)).status).toBe(200)
+    const [note] = await linesOf(s.stdout, /access log: \d+ lines dropped/, 1)
+    expect(note).toMatch(/^gateway: access log: \d+ lines dropped \(stdout was not keeping up\)$/)
+    const logged = s.stdout().split('\n').filter((l) => / GET \/health - 200 /.test(l)).length
+    const dropped = Number(/(\d+) lines dropped/.exec(note)![1])
+    expect(logged + dropped).toBeGreaterThanOrEqual(3_000)
+    expect(dropped).toBeGreaterThan(0)
+  })
+})
+
 describe('the upstream', () => {
   it('an OPENAI_BASE_URL without http(s):// stops start-up with exit 2 and one line naming it', async () => {
     for (const bad of ['localhost:11434/v1', 'api.openai.com/v1', 'ftp://example.com/v1']) {
