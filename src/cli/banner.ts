@@ -4,7 +4,6 @@ import { escapeControl } from './table.js'
 export interface BannerInfo {
   url: string
   host: string
-  mode: string
   upstream: string
   model: string
   /** Absolute paths. */
@@ -14,9 +13,8 @@ export interface BannerInfo {
   /** Why the mock answers: null when the real upstream does. */
   mockReason: 'no-key' | 'flag' | null
   hasKeys: boolean
-  /** The --db value as given, for the "create a key" hint. */
-  dbFlag: string
-  defaultDb: string
+  /** --db was left at its default, so the "create a key" hint needs no --db. */
+  dbIsDefault: boolean
 }
 
 /** 127.0.0.0/8, ::1 and localhost: only this machine can connect. */
@@ -55,7 +53,7 @@ export function renderBanner(info: BannerInfo): string {
   }
   let out = box(warnings.length > 0 ? [main, warnings] : [main])
   if (!info.hasKeys) {
-    out += `\nNo API keys yet. In another terminal: npx gateway keys create --name me${info.dbFlag === info.defaultDb ? '' : ` --db ${escapeControl(info.db)}`}`
+    out += `\nNo API keys yet. In another terminal: npx gateway keys create --name me${info.dbIsDefault ? '' : ` --db ${escapeControl(info.db)}`}`
   }
   return out
 }

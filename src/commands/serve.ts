@@ -117,8 +117,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
           csvLog: info.csvLog === null ? null : resolve(info.csvLog),
           mockReason: !mock ? null : apiKey ? 'flag' : 'no-key',
           hasKeys: built.store.listKeys().length > 0,
-          dbFlag: f.db,
-          defaultDb: Serve.baseFlags.db.default as string,
+          dbIsDefault: f.db === Serve.baseFlags.db.default,
         }),
       )
       if (check?.ok) this.log(`upstream check: ok, ${check.models} models listed in ${check.ms} ms`)

@@ -95,6 +95,12 @@ describe('db backup', () => {
     }
   })
 
+  it('names a missing target folder (exit 2) in one line', async () => {
+    const r = await runCli(['db', 'backup', join(gw.dir, 'no-such-folder', 'b.db'), '--db', gw.db])
+    expect(r.code).toBe(2)
+    expect(r.stderr.trim()).toBe(`Error: No folder ${join(gw.dir, 'no-such-folder')} to write the backup in: create it first`)
+  })
+
   it('names a missing source database (exit 3) and creates nothing', async () => {
     const missing = join(gw.dir, 'nope', 'gateway.db')
     const r = await runJson<{ error: { message: string } }>(['db', 'backup', join(gw.dir, 'x.db'), '--db', missing])

@@ -74,7 +74,7 @@ describe('the banner', () => {
   })
 
   it('warns that TLS must be in front when bound beyond loopback (rendered as serve prints it; tests bind loopback only)', () => {
-    const info = { url: 'http://0.0.0.0:8080', mode: 'upstream', upstream: 'https://api.openai.com/v1', model: 'gpt-4o-mini', db: '/srv/gw.db', csvLog: null, timezone: 'UTC', mockReason: null, hasKeys: true, dbFlag: '/srv/gw.db', defaultDb: './data/gateway.db' }
+    const info = { url: 'http://0.0.0.0:8080', upstream: 'https://api.openai.com/v1', model: 'gpt-4o-mini', db: '/srv/gw.db', csvLog: null, timezone: 'UTC', mockReason: null, hasKeys: true, dbIsDefault: false }
     for (const host of ['0.0.0.0', '::', '10.1.2.3', 'gateway.example']) expect(renderBanner({ ...info, host })).toContain('unless TLS is in front')
     for (const host of ['127.0.0.1', '127.0.0.2', '::1', 'localhost']) expect(renderBanner({ ...info, host })).not.toContain('TLS')
   })

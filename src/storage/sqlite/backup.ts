@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3'
 import { closeSync, existsSync, openSync, renameSync, rmSync, statSync } from 'node:fs'
-import { notFound, GatewayError } from '../../core/errors.js'
+import { dirname } from 'node:path'
+import { badRequest, GatewayError, notFound } from '../../core/errors.js'
 
 export interface BackupResult {
   /** Absolute path of the copy. */
@@ -26,6 +27,7 @@ export async function backupDatabase(source: string, target: string, options: { 
   if (existsSync(target) && !options.force) {
     throw new GatewayError(409, 'invalid_request_error', 'file_exists', `${target} already exists; pass --force to overwrite it`)
   }
+  if (!existsSync(dirname(target))) throw badRequest(`No folder ${dirname(target)} to write the backup in: create it first`, 'FILE')
   const partial = `${target}.partial-${process.pid}`
   closeSync(openSync(partial, 'w', 0o600)) // SQLite keeps the mode of the file it writes into
   const db = new Database(source, { readonly: true, fileMustExist: true })
