@@ -114,4 +114,27 @@ describe('upstream failures are visible', () => {
       await mock.close()
     }
   })
+
+  it('an unknown host and an upstream that does not answer in time are named as such (DNS, timeout)', async () => {
+    const lines: string[] = []
+    const dns = await startGateway({ upstreamUrl: 'http://gateway-test.invalid/v1', warn: (l) => lines.push(l) })
+    try {
+      expect((await chat(dns, dns.createKey({ name: 'alice', limits: NO_LIMITS }))).status).toBe(502)
+    } finally {
+      await dns.stop()
+    }
+    const mock = await startMockUpstream()
+    const slow = await startGateway({ upstreamUrl: mock.url, firstByteTimeoutMs: 300, warn: (l) => lines.push(l) })
+    try {
+      mock.script({ kind: 'hang' })
+      expect((await chat(slow, slow.createKey({ name: 'alice', limits: NO_LIMITS }))).status).toBe(504)
+    } finally {
+      await slow.stop()
+      await mock.close()
+    }
+    expect(lines).toEqual([
+      'gateway: warning: upstream http://gateway-test.invalid/v1: DNS lookup failed (check the host name in OPENAI_BASE_URL)',
+      expect.stringMatching(/^gateway: warning: upstream http:\/\/127\.0\.0\.1:\d+\/v1: no answer in time/),
+    ])
+  })
 })
