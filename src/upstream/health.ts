@@ -1,7 +1,7 @@
 import type { Clock } from '../core/clock.js'
 
 /** Why a call to the upstream failed, as an operator would look for it. */
-export type FailureCause = 'refused' | 'dns' | 'timeout' | 'reset' | 'tls' | 'unreachable' | 'auth' | 'rate_limited' | 'not_found' | 'redirect' | 'server_error' | 'broken'
+export type FailureCause = 'refused' | 'dns' | 'timeout' | 'reset' | 'tls' | 'unreachable' | 'auth' | 'rate_limited' | 'not_found' | 'redirect' | 'server_error' | 'error_status' | 'broken'
 
 const CAUSE_TEXT: Record<FailureCause, string> = {
   refused: 'connection refused (is the upstream running at this address?)',
@@ -15,6 +15,7 @@ const CAUSE_TEXT: Record<FailureCause, string> = {
   not_found: 'not found (check the path of OPENAI_BASE_URL, usually ending in /v1, and the model)',
   redirect: 'answered with a redirect, which the gateway does not follow',
   server_error: 'server error',
+  error_status: 'error answer',
   broken: 'the connection broke mid-answer',
 }
 

@@ -122,37 +122,46 @@ export class OpenAIUpstream implements Upstream {
     return res as unknown as NodeResponse
   }
 
-  /** Maps any failure to a clean GatewayError whose message holds no credential, and records the upstream's part in it. */
+  /**
+   * Maps any failure to a clean GatewayError whose message holds no credential, and notes the
+   * upstream's share in its health (not a client that left, nor a request it rejected).
+   */
   private toGatewayError(err: unknown, client: AbortSignal, deadline: Deadline | null): GatewayError {
     if (err instanceof GatewayError) return err
     if (client.aborted) return clientClosed()
-    const failure = failureOf(err, deadline?.expired ?? false)
-    if (failure) this.health.failure(failure.cause, failure.status)
-    return this.mapError(err, deadline)
-  }
-
-  private mapError(err: unknown, deadline: Deadline | null): GatewayError {
-    if (deadline?.expired || err instanceof OpenAI.APIConnectionTimeoutError) {
+    const note = (cause: FailureCause, status: number | null = null) => this.health.failure(cause, status)
+    if (deadline?.expired || err instanceof OpenAI.APIConnectionTimeoutError || err instanceof OpenAI.APIUserAbortError) {
+      note('timeout')
       return upstreamError(504, 'The upstream did not answer in time', 'upstream_timeout')
     }
     if (err instanceof OpenAI.APIError && err.status !== undefined) {
       const message = this.scrub(err.error && typeof err.error === 'object' && 'message' in err.error ? String(err.error.message) : err.message)
       const status = err.status
       if (status === 429) {
+        note('rate_limited', status)
         return rateLimited(`The upstream is rate limiting the gateway: ${message}`, 'upstream_rate_limited', retryAfterMs(err.headers))
       }
       if (status === 401 || status === 403) {
+        note('auth', status)
         return upstreamError(502, 'The upstream refused the gateway\'s credentials; the operator must check OPENAI_API_KEY', 'upstream_auth_failed')
       }
-      if (status >= 300 && status < 400) return upstreamError(502, `The upstream answered with a redirect (${status}), which the gateway does not follow`, 'upstream_redirect')
+      if (status >= 300 && status < 400) {
+        note('redirect', status)
+        return upstreamError(502, `The upstream answered with a redirect (${status}), which the gateway does not follow`, 'upstream_redirect')
+      }
       if (status === 400 || status === 404 || status === 409 || status === 422) {
+        if (status === 404) note('not_found', status) // a wrong base path, or a model it does not have
         const code = err.code ? this.scrub(String(err.code)).slice(0, 64) : 'upstream_invalid_request'
         return new GatewayError(status, 'invalid_request_error', code, `The upstream rejected the request: ${message}`, { param: err.param ? this.scrub(String(err.param)).slice(0, 64) : null })
       }
+      note(status >= 500 ? 'server_error' : 'error_status', status)
       return upstreamError(502, `The upstream failed (status ${status})`, 'upstream_error')
     }
-    if (err instanceof OpenAI.APIUserAbortError) return upstreamError(504, 'The upstream did not answer in time', 'upstream_timeout')
-    if (err instanceof OpenAI.APIConnectionError) return upstreamError(502, 'Could not reach the upstream', 'upstream_unreachable')
+    if (err instanceof OpenAI.APIConnectionError) {
+      note(connectionCause(err))
+      return upstreamError(502, 'Could not reach the upstream', 'upstream_unreachable')
+    }
+    note('broken')
     return upstreamError(502, 'The upstream connection failed mid-answer', 'upstream_broken')
   }
 
@@ -194,22 +203,6 @@ class Deadline {
   end(): void {
     if (this.timer !== null) clearTimeout(this.timer)
   }
-}
-
-/** The upstream's share of a failed call, or null when the fault was the request's (400, 422, …). */
-function failureOf(err: unknown, expired: boolean): { cause: FailureCause; status: number | null } | null {
-  if (expired || err instanceof OpenAI.APIConnectionTimeoutError || err instanceof OpenAI.APIUserAbortError) return { cause: 'timeout', status: null }
-  if (err instanceof OpenAI.APIError && err.status !== undefined) {
-    const status = err.status
-    if (status === 401 || status === 403) return { cause: 'auth', status }
-    if (status === 429) return { cause: 'rate_limited', status }
-    if (status === 404) return { cause: 'not_found', status }
-    if (status >= 300 && status < 400) return { cause: 'redirect', status }
-    if (status >= 500) return { cause: 'server_error', status }
-    return null
-  }
-  if (err instanceof OpenAI.APIConnectionError) return { cause: connectionCause(err), status: null }
-  return { cause: 'broken', status: null }
 }
 
 /** Retry-After in seconds or as an HTTP date, or retry-after-ms; clamped to something sane. */
