@@ -17,7 +17,7 @@ export function shallowHealth({ gateway }: AppServices) {
 export function deepHealth({ gateway, upstreamState }: AppServices) {
   return function health(c: Context<AppEnv>) {
     const started = performance.now()
-    gateway.refresh(true)
+    gateway.refresh() // a store read; throws (500) when the database is broken
     const store = { ok: true, ms: Math.round((performance.now() - started) * 100) / 100 }
     const upstream = upstreamState()
     const failing = upstream.lastFailure !== null && (upstream.lastSuccessAt === null || upstream.lastFailure.at > upstream.lastSuccessAt)
