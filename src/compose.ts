@@ -4,6 +4,7 @@ import { Gateway } from './core/gateway.js'
 import { Pricing } from './core/pricing.js'
 import { RequestLog, type RowSink } from './core/request-log.js'
 import { UsageReports } from './core/usage.js'
+import { AccessLog, type AccessLogFormat } from './http/access-log.js'
 import { createApp } from './http/app.js'
 import { Metrics } from './http/metrics.js'
 import { CsvLog } from './storage/csv-log.js'
@@ -30,6 +31,8 @@ export interface GatewaySettings {
   metricsPublic: boolean
   prices?: string
   bodyLimit: number
+  /** One line per request on stdout. */
+  accessLog: AccessLogFormat
 }
 
 export const DEFAULT_SETTINGS: Omit<GatewaySettings, 'db'> = {
@@ -46,6 +49,7 @@ export const DEFAULT_SETTINGS: Omit<GatewaySettings, 'db'> = {
   logBodies: false,
   metricsPublic: false,
   bodyLimit: 1024 * 1024,
+  accessLog: 'off',
 }
 
 export interface BuiltGateway {
@@ -61,8 +65,11 @@ export interface BuiltGateway {
 /** At close, how long requests still running may take to hand over their rows. */
 const ROWS_GRACE_MS = 10_000
 
-/** The composition root: the one place that wires SQLite, the CSV log and the OpenAI upstream together. */
-export function buildGateway(settings: GatewaySettings, clock: Clock = systemClock, onError: (err: unknown) => void = () => {}): BuiltGateway {
+/**
+ * The composition root: the one place that wires SQLite, the CSV log and the OpenAI upstream
+ * together. `onError` hears unexpected errors, `warn` the (rate-limited) upstream failures.
+ */
+export function buildGateway(settings: GatewaySettings, clock: Clock = systemClock, onError: (err: unknown) => void = () => {}, warn: (line: string) => void = () => {}): BuiltGateway {
   const calendar = new Calendar(settings.timezone)
   const pricing = Pricing.load(settings.prices)
   const store = SqliteStore.open(settings.db, { busyTimeoutMs: 0 })
@@ -75,7 +82,8 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
   }
   const sinks: RowSink[] = settings.csvLog ? [new CsvLog(settings.csvLog)] : []
   const requestLog = new RequestLog(store, sinks, onError)
-  const upstream = createUpstream({ ...settings })
+  const upstream = createUpstream({ ...settings, warn, clock })
+  const accessLog = settings.accessLog === 'off' ? null : new AccessLog(settings.accessLog)
   let metrics: Metrics | null = null
   const gateway = new Gateway({
     store,
@@ -85,7 +93,10 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
     pricing,
     requestLog,
     options: { model: settings.model, logBodies: settings.logBodies, maxInflight: settings.maxInflight, queueSize: settings.queueSize, queueTimeoutMs: settings.queueTimeoutMs },
-    observe: (row) => metrics?.observe(row),
+    observe: (row) => {
+      metrics?.observe(row)
+      accessLog?.write(row)
+    },
     onError,
   })
   metrics = new Metrics(() => gateway.queue)
@@ -95,6 +106,7 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
     usage: new UsageReports(store),
     metrics,
     clock,
+    upstreamState: () => ({ mode: upstream.isMock ? 'mock' : 'upstream', ...upstream.health.state() }),
     model: settings.model,
     options: { bodyLimit: settings.bodyLimit, trustProxy: settings.trustProxy, metricsPublic: settings.metricsPublic },
     onUnexpected: onError,
@@ -111,6 +123,7 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
       // then every row is committed, and only then does the store close.
       await Promise.race([gateway.idle(), new Promise((r) => setTimeout(r, ROWS_GRACE_MS).unref())])
       await requestLog.drain()
+      accessLog?.flush()
       for (const sink of sinks) sink.close()
       store.close()
       lock?.release()

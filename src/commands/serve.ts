@@ -1,6 +1,8 @@
 import { Flags } from '@oclif/core'
+import { resolve } from 'node:path'
 import { setFlagsFromString } from 'node:v8'
 import { BaseCommand, EXIT } from '../cli/base-command.js'
+import { renderBanner } from '../cli/banner.js'
 import { parseDuration } from '../cli/durations.js'
 import { meansOff } from '../cli/switches.js'
 import { buildGateway, DEFAULT_SETTINGS, type GatewaySettings } from '../compose.js'
@@ -8,6 +10,8 @@ import { Calendar } from '../core/calendar.js'
 import { badRequest } from '../core/errors.js'
 import { parseLimitValue } from '../core/limits.js'
 import { firstEvent } from '../first-event.js'
+import { ACCESS_LOG_FORMATS } from '../http/access-log.js'
+import { checkBaseUrl, probeUpstream, type UpstreamCheck } from '../upstream/check.js'
 import { startServer } from '../server.js'
 import { csvPathFor, defaultCsvBase } from '../storage/csv-log.js'
 
@@ -45,6 +49,8 @@ export default class Serve extends BaseCommand<typeof Serve> {
     'metrics-public': Flags.boolean({ description: 'serve /metrics without an admin key', env: 'GATEWAY_METRICS_PUBLIC', default: false }),
     prices: Flags.string({ description: 'JSON file of model prices (USD per 1M tokens) laid over the bundled table', env: 'GATEWAY_PRICES' }),
     'body-limit': Flags.integer({ description: 'largest request body in bytes', env: 'GATEWAY_BODY_LIMIT', default: DEFAULT_SETTINGS.bodyLimit, min: 1024 }),
+    'access-log': Flags.option({ options: ACCESS_LOG_FORMATS, description: 'one line per request on stdout (default: text, json with --json)', env: 'GATEWAY_ACCESS_LOG' })(),
+    'check-upstream': Flags.boolean({ description: 'list the upstream\'s models once before listening and report it; exit 2 if that fails', env: 'GATEWAY_CHECK_UPSTREAM', default: false }),
     'shutdown-timeout': Flags.string({ description: 'on SIGINT/SIGTERM, how long in-flight requests may finish', env: 'GATEWAY_SHUTDOWN_TIMEOUT', default: '10s' }),
   }
 
@@ -53,11 +59,12 @@ export default class Serve extends BaseCommand<typeof Serve> {
     setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`)
     if (!Calendar.isValidZone(f.timezone)) throw badRequest(`Unknown time zone "${f.timezone}"`, 'timezone')
     const apiKey = process.env.OPENAI_API_KEY?.trim() || undefined
+    const mock = f.mock || !apiKey
     const settings: GatewaySettings = {
       db: f.db,
-      mock: f.mock || !apiKey,
+      mock,
       apiKey,
-      baseURL: process.env.OPENAI_BASE_URL?.trim() || undefined,
+      baseURL: mock ? undefined : checkBaseUrl(process.env.OPENAI_BASE_URL),
       model: f.model,
       firstByteTimeoutMs: parseDuration(f['upstream-ttfb-timeout'], '--upstream-ttfb-timeout'),
       totalTimeoutMs: parseDuration(f['upstream-timeout'], '--upstream-timeout'),
@@ -71,8 +78,19 @@ export default class Serve extends BaseCommand<typeof Serve> {
       metricsPublic: f['metrics-public'],
       prices: f.prices,
       bodyLimit: f['body-limit'],
+      accessLog: f['access-log'] ?? (this.jsonEnabled() ? 'json' : 'text'),
     }
-    const built = buildGateway(settings, this.clock, (err) => this.logToStderr(`gateway: unexpected error: ${err instanceof Error ? err.message : String(err)}`))
+    // Straight to stderr: oclif's logToStderr is silent under --json, and these are for the operator.
+    const warn = (line: string) => process.stderr.write(`${line}\n`)
+    const built = buildGateway(settings, this.clock, (err) => warn(`gateway: unexpected error: ${err instanceof Error ? err.message : String(err)}`), warn)
+    let check: UpstreamCheck | undefined
+    if (f['check-upstream']) {
+      check = await probeUpstream(built.upstream)
+      if (!check.ok) {
+        await built.close()
+        throw badRequest(`--check-upstream: ${built.upstream.description} failed: ${check.message}`, 'check-upstream', 'upstream_check_failed')
+      }
+    }
     const server = await startServer(built, f.host, f.port).catch(async (err: unknown) => {
       await built.close()
       throw err
@@ -86,32 +104,31 @@ export default class Serve extends BaseCommand<typeof Serve> {
       db: settings.db,
       csvLog: settings.csvLog ? csvPathFor(settings.csvLog, 'YYYY-MM-DD') : null,
       timezone: settings.timezone,
+      ...(check ? { upstreamCheck: check } : {}),
     }
+    // Listening for the stop signal before saying we listen: a supervisor may send it at once.
+    const stopSignal = firstEvent(process, ['SIGINT', 'SIGTERM'])
     // One compact line: serve runs on, so its JSON is an event stream, not a final document.
     if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify(info)}\n`)
-    else this.banner(info, !apiKey, built.store.listKeys().length > 0)
-    await firstEvent(process, ['SIGINT', 'SIGTERM'])
+    else {
+      this.log(
+        renderBanner({
+          ...info,
+          host: f.host,
+          db: resolve(settings.db),
+          csvLog: info.csvLog === null ? null : resolve(info.csvLog),
+          mockReason: !mock ? null : apiKey ? 'flag' : 'no-key',
+          hasKeys: built.store.listKeys().length > 0,
+          dbIsDefault: f.db === Serve.baseFlags.db.default,
+        }),
+      )
+      if (check?.ok) this.log(`upstream check: ok, ${check.models} models listed in ${check.ms} ms`)
+    }
+    await stopSignal
     this.say('gateway: shutting down, letting requests in flight finish…')
     const { cut } = await server.close(parseDuration(f['shutdown-timeout'], '--shutdown-timeout'))
     if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify({ stopped: true, cut })}\n`)
     else this.say(cut === 0 ? 'gateway: stopped.' : `gateway: stopped; ${cut} request${cut === 1 ? ' was' : 's were'} cut at the shutdown deadline (answered 503 shutting_down, logged and charged).`)
     if (cut > 0) process.exitCode = EXIT.requestsCut
   }
-
-  private banner(info: { url: string; mode: string; upstream: string; model: string; db: string; csvLog: string | null; timezone: string }, noKey: boolean, hasKeys: boolean): void {
-    if (info.mode === 'mock') {
-      const why = noKey ? 'OPENAI_API_KEY is not set' : '--mock is on'
-      const line = '!'.repeat(78)
-      this.log(`${line}\n!!  MOCK MODE (${why}): answers come from the built-in mock provider,\n!!  not from a model. Set OPENAI_API_KEY to forward to OpenAI.\n${line}`)
-    }
-    this.log(`gateway listening on ${info.url}`)
-    this.log(`  upstream: ${info.upstream}  (/chat model: ${info.model})`)
-    this.log(`  database: ${info.db}`)
-    this.log(`  csv log:  ${info.csvLog ?? 'off'}`)
-    this.log(`  budget day: ${info.timezone}`)
-    if (!hasKeys) {
-      this.log(`\nNo API keys yet. In another terminal: npx gateway keys create --name me${info.db === './data/gateway.db' ? '' : ` --db ${info.db}`}`)
-    }
-  }
-
 }

@@ -4,7 +4,7 @@ import { rateLimited } from './errors.js'
 import { formatReset, H } from './headers.js'
 import type { FairQueue } from './queue.js'
 import { SlidingWindow } from './sliding-window.js'
-import { clampTo, countPrompt, reservationOf, type PreparedChat } from './chat-request.js'
+import { clampTo, countPrompt, gatewayLimitHint, reservationOf, type PreparedChat } from './chat-request.js'
 import type { ApiKey, Limits, Usage } from './types.js'
 
 /** Below this many completion tokens a clamped request is refused instead. */
@@ -76,7 +76,7 @@ export class AdmissionControl {
     if (limits.rpm !== null) {
       if (w.requests.admit(now, 1, limits.rpm) < 0) {
         const wait = w.requests.waitFor(now, 1, limits.rpm)
-        throw rateLimited(`Rate limit reached: ${limits.rpm} requests per minute`, 'rate_limit_exceeded', wait, this.headers(key.id, limits, now))
+        throw rateLimited(`Rate limit reached: ${limits.rpm} requests per minute${gatewayLimitHint(key, `${limits.rpm} requests per minute`, 'rpm', 'retry after the Retry-After header\'s seconds')}`, 'rate_limit_exceeded', wait, this.headers(key.id, limits, now))
       }
     }
     if (!prepared.promptCounted && !this.fits(key.id, w, limits, prepared, now)) this.countPrompts(w, prepared, now)
@@ -90,7 +90,7 @@ export class AdmissionControl {
         if (r === Infinity) {
           throw rateLimited(`Request too large: it needs up to ${reservationOf(prepared)} tokens, over the limit of ${limits.tpm} tokens per minute; lower max_tokens or the prompt`, 'request_too_large', 60_000, { 'x-should-retry': 'false' })
         }
-        throw rateLimited(`Rate limit reached: ${limits.tpm} tokens per minute`, 'tokens_rate_limit_exceeded', r, this.headers(key.id, limits, now))
+        throw rateLimited(`Rate limit reached: ${limits.tpm} tokens per minute${gatewayLimitHint(key, `${limits.tpm} tokens per minute`, 'tpm', 'retry after the Retry-After header\'s seconds or lower max_tokens')}`, 'tokens_rate_limit_exceeded', r, this.headers(key.id, limits, now))
       }
     }
     const held: Held = { prepared, reservation, tokenEntry }
@@ -108,7 +108,9 @@ export class AdmissionControl {
       release(0)
       throw err
     }
-    const headers = this.headers(key.id, limits, this.clock.now())
+    // The budget left besides this request's own reservation: what the key had when it was let in.
+    const headers = this.headers(key.id, limits, this.clock.now(), reservation.amount)
+    if (prepared.maxTokensApplied) headers[H.maxTokensApplied] = String(prepared.maxTokens)
     let settled = false
     return {
       queuedMs: slot.queuedMs,
@@ -144,25 +146,43 @@ export class AdmissionControl {
 
   private reserve(key: ApiKey, limits: Limits, prepared: PreparedChat, now: number): Reservation {
     let reservation = this.ledger.reserve(key.id, reservationOf(prepared), limits.dailyTokens, now)
-    if (!reservation && limits.onBudgetShort === 'clamp') {
+    // A max_tokens the gateway filled in is no client's wish: fit it to the budget whatever the mode.
+    if (!reservation && (limits.onBudgetShort === 'clamp' || prepared.maxTokensApplied)) {
       const available = this.ledger.available(key.id, limits.dailyTokens, now) ?? 0
       if (clampTo(prepared, available, CLAMP_FLOOR)) reservation = this.ledger.reserve(key.id, reservationOf(prepared), limits.dailyTokens, now)
     }
     if (reservation) return reservation
+    throw this.budgetRefusal(key, limits, prepared, now)
+  }
+
+  /**
+   * The budget 429. Its first sentence is the seed's (clients match on it); the rest says what
+   * is left, what this request may use, how to fit, and when the budget resets.
+   */
+  private budgetRefusal(key: ApiKey, limits: Limits, prepared: PreparedChat, now: number): Error {
     const s = this.ledger.state(key.id, now)
-    const pending = s.reserved > 0 ? ` (${s.reserved} more reserved by requests in flight)` : ''
+    const limit = limits.dailyTokens ?? 0
+    const left = Math.max(0, limit - s.spent - s.reserved)
+    const held = s.reserved > 0 ? ` (${s.reserved} more are held by this key's requests in flight)` : ''
+    const needs = reservationOf(prepared)
+    const choices = prepared.n > 1 ? ` × n=${prepared.n}` : ''
+    const fit = left > prepared.promptTokens ? `lower max_tokens to about ${Math.floor((left - prepared.promptTokens) / prepared.n)}` : 'the prompt alone does not fit: shorten it or wait'
     const resetAt = this.isoOf(s.resetAt)
-    const err = rateLimited(
-      `Daily token limit exceeded. Used: ${s.spent}/${limits.dailyTokens}${pending}; this request needs up to ${reservationOf(prepared)}. Resets at ${resetAt}`,
+    return rateLimited(
+      `Daily token limit exceeded. Used: ${s.spent}/${limit}. ${left} tokens are left today${held}; this request may use up to ${needs} (prompt estimate ${prepared.promptTokens} + max_tokens ${prepared.maxTokens}${choices}), so ${fit}. The budget resets at ${resetAt} (in ${formatReset(s.resetAt - now)})${gatewayLimitHint(key, `${limit} tokens per day`, 'daily-tokens', 'lower max_tokens')}.`,
       'daily_limit_exceeded',
       s.resetAt - now,
       { ...this.headers(key.id, limits, now), 'x-should-retry': 'false' },
     )
-    throw err
   }
 
-  /** OpenAI's x-ratelimit-* headers, the daily budget's, and the IETF draft's RateLimit pair. */
-  headers(keyId: string, limits: Limits, now: number): Record<string, string> {
+  /**
+   * OpenAI's x-ratelimit-* headers, the daily budget's, and the IETF draft's RateLimit pair.
+   * The budget's remaining is the limit less what was spent and what the key's requests in
+   * flight hold, not counting `own` (the answering request's reservation): so for requests
+   * one after another it only goes down within a day.
+   */
+  headers(keyId: string, limits: Limits, now: number, own = 0): Record<string, string> {
     const out: Record<string, string> = {}
     const state: string[] = []
     const w = this.windowsOf(keyId)
@@ -170,7 +190,7 @@ export class AdmissionControl {
     if (limits.tpm !== null) perMinute(out, state, 'tokens', limits.tpm, w.tokens, TOKEN_HEADERS, now)
     if (limits.dailyTokens !== null) {
       const s = this.ledger.state(keyId, now)
-      const remaining = Math.max(0, limits.dailyTokens - s.spent - s.reserved)
+      const remaining = Math.max(0, limits.dailyTokens - s.spent - (s.reserved - own))
       state.push(`"daily-tokens";r=${remaining};t=${Math.ceil((s.resetAt - now) / 1000)}`)
       out[H.budgetLimit] = String(limits.dailyTokens)
       out[H.budgetRemaining] = String(remaining)

@@ -22,6 +22,12 @@ export interface PreparedChat {
   promptCounted: boolean
   /** max_tokens per choice, after the gateway filled in or capped it. */
   maxTokens: number
+  /**
+   * The gateway chose maxTokens (the client sent none, or it was clamped to the budget): the
+   * client is told in a header, and a filled-in value is fitted to the budget in either mode.
+   * False for the seed's /chat, whose documented default is 500.
+   */
+  maxTokensApplied: boolean
   n: number
   /** The body to forward; `raw` when nothing had to change. */
   body: Record<string, unknown>
@@ -50,11 +56,17 @@ function checkPositiveInt(value: unknown, param: string): number {
   return value
 }
 
-export function checkMaxTokens(value: unknown, param: string, limits: Limits): number | null {
+/** The rest of a refusal over a gateway limit: whose limit it is and what changes it. */
+export function gatewayLimitHint(key: ApiKey, value: string, flag: string, clientFix: string): string {
+  const arg = /^[\w.@-]+$/.test(key.name) ? key.name : JSON.stringify(key.name)
+  return `. This is the gateway's limit for key "${key.name}": ${value} (${flag}); ${clientFix}, or an admin can raise it with \`gateway limits set --key ${arg} --${flag} N\``
+}
+
+export function checkMaxTokens(value: unknown, param: string, key: ApiKey, limits: Limits): number | null {
   if (value === undefined || value === null) return null
   const n = checkPositiveInt(value, param)
   if (limits.maxTokens !== null && n > limits.maxTokens) {
-    throw badRequest(`max_tokens exceeds limit of ${limits.maxTokens}`, param, 'max_tokens_exceeded')
+    throw badRequest(`max_tokens exceeds limit of ${limits.maxTokens}${gatewayLimitHint(key, `${limits.maxTokens} tokens per answer`, 'max-tokens', `lower ${param}`)}`, param, 'max_tokens_exceeded')
   }
   return n
 }
@@ -98,7 +110,7 @@ export function prepareCompletion(json: unknown, raw: Uint8Array, key: ApiKey, l
     chars += textLength((m as { content?: unknown }).content)
   }
   if (limits.maxInputChars !== null && chars > limits.maxInputChars) {
-    throw badRequest(`Input too long (max ${limits.maxInputChars} characters)`, 'messages', 'input_too_long')
+    throw badRequest(`Input too long (max ${limits.maxInputChars} characters)${gatewayLimitHint(key, `${limits.maxInputChars} characters of input`, 'max-input-chars', 'shorten the messages')}`, 'messages', 'input_too_long')
   }
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw badRequest('stream must be a boolean', 'stream')
   if (body.stream_options !== undefined && body.stream_options !== null && (typeof body.stream_options !== 'object' || Array.isArray(body.stream_options))) {
@@ -110,7 +122,7 @@ export function prepareCompletion(json: unknown, raw: Uint8Array, key: ApiKey, l
     if (n > MAX_CHOICES) throw badRequest(`n must be at most ${MAX_CHOICES}`, 'n')
   }
   const field = capField(body)
-  const asked = checkMaxTokens(body[field], field, limits)
+  const asked = checkMaxTokens(body[field], field, key, limits)
   const stream = body.stream === true
   const clientWantsUsage = stream && (body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true
   let changed = false
@@ -126,7 +138,7 @@ export function prepareCompletion(json: unknown, raw: Uint8Array, key: ApiKey, l
     changed = true
   }
   const promptTokens = withMargin(promptTokenBound(body.messages, promptExtras(body)))
-  return { model, stream, clientWantsUsage, promptTokens, promptCounted: false, maxTokens, n, body, raw: changed ? null : raw }
+  return { model, stream, clientWantsUsage, promptTokens, promptCounted: false, maxTokens, maxTokensApplied: asked === null, n, body, raw: changed ? null : raw }
 }
 
 /** The seed's `POST /chat` body: `{message, max_tokens = 500}`. */
@@ -138,9 +150,9 @@ export function prepareSeedChat(json: unknown, key: ApiKey, limits: Limits, mode
   if (typeof body.message !== 'string') throw badRequest('message must be a string', 'message')
   if (body.message.trim().length === 0) throw badRequest('message must not be empty', 'message')
   if (limits.maxInputChars !== null && body.message.length > limits.maxInputChars) {
-    throw badRequest(`Message too long (max ${limits.maxInputChars} characters)`, 'message', 'message_too_long')
+    throw badRequest(`Message too long (max ${limits.maxInputChars} characters)${gatewayLimitHint(key, `${limits.maxInputChars} characters of input`, 'max-input-chars', 'shorten the message')}`, 'message', 'message_too_long')
   }
-  const maxTokens = body.max_tokens === undefined ? Math.min(500, limits.maxTokens ?? 500) : checkMaxTokens(body.max_tokens, 'max_tokens', limits)!
+  const maxTokens = body.max_tokens === undefined ? Math.min(500, limits.maxTokens ?? 500) : checkMaxTokens(body.max_tokens, 'max_tokens', key, limits)!
   checkModelAllowed(key, model)
   const messages = [{ role: 'user', content: body.message }]
   return {
@@ -150,6 +162,7 @@ export function prepareSeedChat(json: unknown, key: ApiKey, limits: Limits, mode
     promptTokens: withMargin(promptTokenBound(messages)),
     promptCounted: false,
     maxTokens,
+    maxTokensApplied: false,
     n: 1,
     body: { model, messages, max_tokens: maxTokens },
     raw: null,
@@ -176,6 +189,7 @@ export function clampTo(prepared: PreparedChat, available: number, floor: number
   const perChoice = Math.floor((available - prepared.promptTokens) / prepared.n)
   if (perChoice < floor || perChoice >= prepared.maxTokens) return false
   prepared.maxTokens = perChoice
+  prepared.maxTokensApplied = true
   prepared.body[capField(prepared.body)] = perChoice
   prepared.raw = null
   return true

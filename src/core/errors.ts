@@ -53,6 +53,10 @@ export const ERROR_CODES = [
   'bad_path',
   'port_in_use',
   'port_denied',
+  'upstream_check_failed',
+  'method_not_allowed',
+  'file_exists',
+  'invalid_base_url',
   'key_revoked',
   'key_expired',
   'upstream_invalid_request',
@@ -139,6 +143,12 @@ export function forbidden(message: string, code: ErrorCode = 'permission_denied'
 
 export function notFound(message = 'Not found'): GatewayError {
   return new GatewayError(404, 'not_found_error', 'not_found', message)
+}
+
+export function methodNotAllowed(method: string, path: string, allowed: string[]): GatewayError {
+  return new GatewayError(405, 'invalid_request_error', 'method_not_allowed', `${method} is not allowed on ${path}; it takes ${allowed.filter((m) => m !== 'HEAD').join(' or ')}`, {
+    headers: { allow: allowed.join(', ') },
+  })
 }
 
 /** The rest of the body is not read, so the connection closes after the answer. */

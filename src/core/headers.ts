@@ -20,6 +20,7 @@ export const H = {
   rateLimitPolicy: 'ratelimit-policy',
   rateLimit: 'ratelimit',
   tokensEstimated: 'x-gateway-tokens-estimated',
+  maxTokensApplied: 'x-gateway-max-tokens-applied',
 } as const
 
 /** OpenAI's reset format: `1s`, `6m0s`, `20ms`. */

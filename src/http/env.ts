@@ -4,6 +4,7 @@ import type { RequestRecord } from '../core/request-record.js'
 import type { ApiKey } from '../core/types.js'
 import type { Metrics } from './metrics.js'
 import type { UsageReports } from '../core/usage.js'
+import type { UpstreamState } from '../upstream/health.js'
 
 export interface AppOptions {
   /** Largest accepted request body in bytes. */
@@ -19,6 +20,8 @@ export interface AppServices {
   usage: UsageReports
   metrics: Metrics
   options: AppOptions
+  /** The upstream's last success and failure, for /health?deep=1. */
+  upstreamState: () => UpstreamState & { mode: 'mock' | 'upstream' }
   /** Logs unexpected errors (never a secret: messages only). */
   onUnexpected: (err: unknown) => void
 }

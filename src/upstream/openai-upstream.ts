@@ -4,6 +4,8 @@ import { abortError } from '../core/queue.js'
 import type { Upstream } from '../core/upstream.js'
 import { createMockFetch } from './mock-provider.js'
 import type { Readable } from 'node:stream'
+import { systemClock, type Clock } from '../core/clock.js'
+import { connectionCause, UpstreamHealth, type FailureCause } from './health.js'
 import { createPooledFetch, readCapped, type NodeResponse } from './transport.js'
 
 export interface OpenAIUpstreamOptions {
@@ -14,6 +16,9 @@ export interface OpenAIUpstreamOptions {
   /** The whole request, body included, within this → 504. */
   totalTimeoutMs: number
   fetch?: typeof fetch
+  /** Where failure warnings go (rate-limited by UpstreamHealth), and its clock. */
+  warn?: (line: string) => void
+  clock?: Clock
 }
 
 /** A non-streamed answer larger than this is refused (an endless body must not eat memory). */
@@ -27,6 +32,8 @@ const JSON_HEADERS = { 'content-type': 'application/json' }
 export class OpenAIUpstream implements Upstream {
   readonly description: string
   readonly isMock: boolean
+  /** Last success and failure, for /health?deep=1 and the console warnings. */
+  readonly health: UpstreamHealth
   private readonly client: OpenAI
   private readonly secrets: string[]
   private readonly closeTransport: () => Promise<void>
@@ -50,6 +57,7 @@ export class OpenAIUpstream implements Upstream {
     url.username = ''
     url.password = ''
     this.description = this.isMock ? 'built-in mock provider' : url.href.replace(/\/$/, '')
+    this.health = new UpstreamHealth(this.description, options.clock ?? systemClock, options.warn ?? (() => {}))
   }
 
   async complete(body: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
@@ -92,6 +100,7 @@ export class OpenAIUpstream implements Upstream {
     try {
       const ids: string[] = []
       for await (const model of this.client.models.list({ signal })) ids.push(model.id)
+      this.health.success()
       return ids
     } catch (err) {
       throw this.toGatewayError(err, signal ?? new AbortController().signal, null)
@@ -109,36 +118,52 @@ export class OpenAIUpstream implements Upstream {
    */
   private async post(body: Uint8Array, signal: AbortSignal, stream: boolean): Promise<NodeResponse> {
     const res = await this.client.post('/chat/completions', { body, headers: JSON_HEADERS, signal, stream } as never).asResponse()
+    this.health.success()
     return res as unknown as NodeResponse
   }
 
-  /** Maps any failure to a clean GatewayError whose message holds no credential. */
+  /**
+   * Maps any failure to a clean GatewayError whose message holds no credential, and notes the
+   * upstream's share in its health (not a client that left, nor a request it rejected).
+   */
   private toGatewayError(err: unknown, client: AbortSignal, deadline: Deadline | null): GatewayError {
     if (err instanceof GatewayError) return err
     if (client.aborted) return abortError(client)
-    if (deadline?.expired || err instanceof OpenAI.APIConnectionTimeoutError) {
+    const note = (cause: FailureCause, status: number | null = null) => this.health.failure(cause, status)
+    if (deadline?.expired || err instanceof OpenAI.APIConnectionTimeoutError || err instanceof OpenAI.APIUserAbortError) {
+      note('timeout')
       return upstreamError(504, 'The upstream did not answer in time', 'upstream_timeout')
     }
     if (err instanceof OpenAI.APIError && err.status !== undefined) {
       const message = this.scrub(err.error && typeof err.error === 'object' && 'message' in err.error ? String(err.error.message) : err.message)
       const status = err.status
       if (status === 429) {
+        note('rate_limited', status)
         return rateLimited(`The upstream is rate limiting the gateway: ${message}`, 'upstream_rate_limited', retryAfterMs(err.headers))
       }
       if (status === 401 || status === 403) {
+        note('auth', status)
         return upstreamError(502, 'The upstream refused the gateway\'s credentials; the operator must check OPENAI_API_KEY', 'upstream_auth_failed')
       }
-      if (status >= 300 && status < 400) return upstreamError(502, `The upstream answered with a redirect (${status}), which the gateway does not follow`, 'upstream_redirect')
+      if (status >= 300 && status < 400) {
+        note('redirect', status)
+        return upstreamError(502, `The upstream answered with a redirect (${status}), which the gateway does not follow`, 'upstream_redirect')
+      }
       if (status === 400 || status === 404 || status === 409 || status === 422) {
+        if (status === 404) note('not_found', status) // a wrong base path, or a model it does not have
         return new GatewayError(status, 'invalid_request_error', 'upstream_invalid_request', `The upstream rejected the request: ${message}`, {
           param: err.param ? this.scrub(String(err.param)).slice(0, 64) : null,
           upstreamCode: err.code ? this.scrub(String(err.code)).slice(0, 64) : undefined,
         })
       }
+      note(status >= 500 ? 'server_error' : 'error_status', status)
       return upstreamError(502, `The upstream failed (status ${status})`, 'upstream_error')
     }
-    if (err instanceof OpenAI.APIUserAbortError) return upstreamError(504, 'The upstream did not answer in time', 'upstream_timeout')
-    if (err instanceof OpenAI.APIConnectionError) return upstreamError(502, 'Could not reach the upstream', 'upstream_unreachable')
+    if (err instanceof OpenAI.APIConnectionError) {
+      note(connectionCause(err))
+      return upstreamError(502, 'Could not reach the upstream', 'upstream_unreachable')
+    }
+    note('broken')
     return upstreamError(502, 'The upstream connection failed mid-answer', 'upstream_broken')
   }
 
@@ -195,6 +220,8 @@ export function retryAfterMs(headers: Headers | undefined, now = Date.now()): nu
 }
 
 export interface UpstreamSettings {
+  warn?: (line: string) => void
+  clock?: Clock
   apiKey?: string
   baseURL?: string
   mock: boolean
@@ -204,7 +231,7 @@ export interface UpstreamSettings {
 
 /** The real upstream when a key is set and --mock is off; otherwise the built-in mock provider. */
 export function createUpstream(settings: UpstreamSettings): OpenAIUpstream {
-  const timeouts = { firstByteTimeoutMs: settings.firstByteTimeoutMs, totalTimeoutMs: settings.totalTimeoutMs }
+  const timeouts = { firstByteTimeoutMs: settings.firstByteTimeoutMs, totalTimeoutMs: settings.totalTimeoutMs, warn: settings.warn, clock: settings.clock }
   if (settings.mock || !settings.apiKey) {
     return new OpenAIUpstream({ apiKey: 'mock', baseURL: 'http://mock.invalid/v1', fetch: createMockFetch(), isMock: true, ...timeouts })
   }

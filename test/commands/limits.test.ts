@@ -147,7 +147,7 @@ describe('limit changes reach a running server within one second', () => {
     await settle(1000)
     const res = await chat({ message: 'hi', max_tokens: 100 })
     expect(res.status).toBe(400)
-    expect(((await res.json()) as { error: { message: string } }).error.message).toBe('max_tokens exceeds limit of 50')
+    expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/^max_tokens exceeds limit of 50\. /)
   })
 
   it('a daily budget (--key --daily-tokens)', async () => {

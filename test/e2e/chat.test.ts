@@ -43,15 +43,15 @@ describe('POST /chat (the seed contract)', () => {
     expect(last.body).toMatchObject({ model: 'gpt-4o-mini', max_tokens: 500, messages: [{ role: 'user', content: 'which key?' }] })
   })
 
-  it('keeps the seed\'s guard messages, from the default limits', async () => {
+  it('keeps the seed\'s guard messages as their first sentence, from the default limits', async () => {
     const seed = gw.createKey({ name: 'seed-defaults', limits: { rpm: null } })
     const chat = (body: unknown) => gw.post('/chat', seed, body)
     const tooMany = await chat({ message: 'hi', max_tokens: 1001 })
     expect(tooMany.status).toBe(400)
-    expect(await tooMany.json()).toEqual({ error: { message: 'max_tokens exceeds limit of 1000', type: 'invalid_request_error', code: 'max_tokens_exceeded', param: 'max_tokens' } })
+    expect(await tooMany.json()).toEqual({ error: { message: expect.stringMatching(/^max_tokens exceeds limit of 1000\. /), type: 'invalid_request_error', code: 'max_tokens_exceeded', param: 'max_tokens' } })
     const tooLong = await chat({ message: 'x'.repeat(2001) })
     expect(tooLong.status).toBe(400)
-    expect(((await tooLong.json()) as { error: { message: string } }).error.message).toBe('Message too long (max 2000 characters)')
+    expect(((await tooLong.json()) as { error: { message: string } }).error.message).toMatch(/^Message too long \(max 2000 characters\)\. /)
     expect((await chat({ message: 'x'.repeat(2000), max_tokens: 1000 })).status).toBe(200)
   })
 

@@ -122,7 +122,10 @@ it('SIGINT with slow calls past --shutdown-timeout: each cut request is answered
   expect(JSON.parse(events[2].replace(/^data: /, ''))).toEqual({ error: { message: expect.any(String), type: 'server_error', code: 'shutting_down', param: null } })
 
   expect(await exited).toBe(6)
-  expect(out.trim().split('\n').slice(1).map((l) => JSON.parse(l) as unknown)).toEqual([{ stopped: true, cut: 2 }])
+  // After the start line come the access log's lines (JSON under --json), then the stop event, last.
+  const lines = out.trim().split('\n').slice(1).map((l) => JSON.parse(l) as Record<string, unknown>)
+  expect(lines.at(-1)).toEqual({ stopped: true, cut: 2 })
+  expect(lines.filter((l) => 'stopped' in l)).toHaveLength(1)
   expect(err).not.toMatch(/unexpected error/)
 
   const ids = [stream, answered, waiting].map((r) => r.headers.get('x-request-id'))

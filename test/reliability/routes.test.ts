@@ -90,9 +90,9 @@ describe('route inventory', () => {
     }
   })
 
-  it('without a key, every route but /health answers 401, for its method, HEAD, OPTIONS and others', async () => {
+  it('without a key, every route but /health answers 401, for its method, HEAD and others (a 405 is for key holders only)', async () => {
     for (const r of routes) {
-      for (const method of [r.method, 'HEAD', 'OPTIONS', 'GET', 'POST', 'PUT', 'DELETE', 'PATCH']) {
+      for (const method of [r.method, 'HEAD', 'GET', 'POST', 'PUT', 'DELETE', 'PATCH']) {
         const res = await fetch(`${gw.url}${r.concrete}`, { method, body: ['POST', 'PUT', 'PATCH'].includes(method) ? '{}' : undefined })
         await res.arrayBuffer()
         expect(res.status, `${method} ${r.concrete}`).toBe(401)
@@ -109,8 +109,10 @@ describe('route inventory', () => {
         for (const method of [r.method, 'HEAD', 'OPTIONS']) {
           const body = method === 'POST' ? '{"message":"hi","model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}' : ''
           const res = await rawHttp(port, `${method} ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`)
-          // 401 (auth runs for every path), or 400/404 from the parser for targets it refuses.
-          if (![400, 401, 404].includes(res.status)) leaks.push(`${method} ${target} → ${res.status} ${res.body.slice(0, 80)}`)
+          // 401 (auth runs for every path), or 400/404 from the parser for targets it refuses;
+          // OPTIONS is answered without a key, with no body (CORS is off).
+          const ok = method === 'OPTIONS' ? [400, 404].includes(res.status) || (res.status === 204 && res.body === '') : [400, 401, 404].includes(res.status)
+          if (!ok) leaks.push(`${method} ${target} → ${res.status} ${res.body.slice(0, 80)}`)
           if (/"(key_id|total_tokens|object":"list|response)"/.test(res.body) || /gateway_requests_total/.test(res.body)) leaks.push(`${method} ${target} → data: ${res.body.slice(0, 80)}`)
         }
       }
@@ -135,5 +137,17 @@ describe('route inventory', () => {
       expect(res.status).toBe(200)
       if (method === 'GET') expect(await res.json()).toEqual({ status: 'ok' })
     }
+  })
+
+  it('OPTIONS is answered without a key: 204 with Allow and no CORS headers on a route, 404 elsewhere', async () => {
+    for (const r of routes) {
+      const res = await fetch(`${gw.url}${r.concrete}`, { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': r.method } })
+      expect(res.status, r.concrete).toBe(204)
+      expect(res.headers.get('allow'), r.concrete).toContain(r.method)
+      expect(res.headers.get('access-control-allow-origin'), r.concrete).toBeNull()
+    }
+    const unknown = await fetch(`${gw.url}/v1/nope`, { method: 'OPTIONS' })
+    expect(unknown.status).toBe(404)
+    expect(((await unknown.json()) as { error: { code: string } }).error.code).toBe('not_found')
   })
 })

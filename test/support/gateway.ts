@@ -27,10 +27,10 @@ export function tempDir(prefix = 'gw-test-'): string {
 }
 
 /** The real gateway on a loopback port over a temp SQLite file. */
-export async function startGateway(settings: Partial<GatewaySettings> & { upstreamUrl?: string; clock?: Clock; dir?: string; onError?: (err: unknown) => void } = {}): Promise<TestGateway> {
+export async function startGateway(settings: Partial<GatewaySettings> & { upstreamUrl?: string; clock?: Clock; dir?: string; onError?: (err: unknown) => void; warn?: (line: string) => void } = {}): Promise<TestGateway> {
   const dir = settings.dir ?? tempDir()
   const db = settings.db ?? join(dir, 'gateway.db')
-  const { upstreamUrl, clock, onError, ...rest } = settings
+  const { upstreamUrl, clock, onError, warn, ...rest } = settings
   const built = buildGateway(
     {
       ...DEFAULT_SETTINGS,
@@ -43,6 +43,7 @@ export async function startGateway(settings: Partial<GatewaySettings> & { upstre
     },
     clock,
     onError,
+    warn,
   )
   const server = await startServer(built, '127.0.0.1', 0)
   const admin = SqliteStore.open(db)
