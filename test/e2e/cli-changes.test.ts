@@ -88,6 +88,6 @@ describe('a CLI change applies to the very next request', () => {
     expect((await cli(['limits', 'set', '--default', '--max-tokens', '10'])).code).toBe(0)
     const res = await chat(key, { model: 'gpt-4o' })
     expect(res.status).toBe(400)
-    expect(((await res.json()) as { error: { message: string } }).error.message).toBe('max_tokens exceeds limit of 10')
+    expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/^max_tokens exceeds limit of 10\. /)
   })
 })
