@@ -8,6 +8,7 @@ import { AccessLog, type AccessLogFormat } from './http/access-log.js'
 import { createApp } from './http/app.js'
 import { Metrics } from './http/metrics.js'
 import { CsvLog } from './storage/csv-log.js'
+import { RedisLimiter } from './storage/redis/redis-limiter.js'
 import { ServerLock } from './storage/sqlite/server-lock.js'
 import { SqliteStore } from './storage/sqlite/sqlite-store.js'
 import { createUpstream, type OpenAIUpstream } from './upstream/openai-upstream.js'
@@ -33,6 +34,10 @@ export interface GatewaySettings {
   bodyLimit: number
   /** One line per request on stdout. */
   accessLog: AccessLogFormat
+  /** Redis URL holding every limit (shared by every gateway on it), or null: in this process's memory. */
+  redis: string | null
+  /** With Redis: how long a dead gateway's reservations and slots are held. */
+  redisLeaseMs: number
 }
 
 export const DEFAULT_SETTINGS: Omit<GatewaySettings, 'db'> = {
@@ -50,6 +55,8 @@ export const DEFAULT_SETTINGS: Omit<GatewaySettings, 'db'> = {
   metricsPublic: false,
   bodyLimit: 1024 * 1024,
   accessLog: 'off',
+  redis: null,
+  redisLeaseMs: 60_000,
 }
 
 export interface BuiltGateway {
@@ -58,6 +65,8 @@ export interface BuiltGateway {
   store: SqliteStore
   upstream: OpenAIUpstream
   requestLog: RequestLog
+  /** Connects the limiter (Redis); rejects when it cannot. */
+  ready(): Promise<void>
   /** Stops watching the store, waits for every request's row to be committed, closes files, store and transport, and gives up the database. */
   close(): Promise<void>
 }
@@ -75,7 +84,8 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
   const store = SqliteStore.open(settings.db, { busyTimeoutMs: 0 })
   let lock: ServerLock | null
   try {
-    lock = settings.db === ':memory:' ? null : ServerLock.acquire(settings.db)
+    // With Redis the limits are shared, so several servers may write one database.
+    lock = settings.db === ':memory:' ? null : ServerLock.acquire(settings.db, settings.redis !== null)
   } catch (err) {
     store.close()
     throw err
@@ -98,6 +108,7 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
       accessLog?.write(row)
     },
     onError,
+    limiter: settings.redis === null ? undefined : (queue) => new RedisLimiter({ url: settings.redis!, leaseMs: settings.redisLeaseMs, queueTimeoutMs: settings.queueTimeoutMs, store, calendar, clock, queue, warn }),
   })
   metrics = new Metrics(() => gateway.queue)
   const stopWatching = gateway.watch()
@@ -117,6 +128,7 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
     store,
     upstream,
     requestLog,
+    ready: () => gateway.limiter.ready(),
     async close() {
       stopWatching()
       // Every request begun hands its row over (bounded: a straggler must not hold the exit),
@@ -125,6 +137,7 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
       await requestLog.drain()
       accessLog?.flush()
       for (const sink of sinks) sink.close()
+      await gateway.limiter.close()
       store.close()
       lock?.release()
       await upstream.close()
