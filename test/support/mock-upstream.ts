@@ -27,6 +27,9 @@ export interface MockUpstream {
   abandoned: number
   /** Usage the mock reported, summed over completed answers. */
   reportedTokens: number
+  /** Chat requests being answered now, and the most there were at once. */
+  inflight: number
+  maxInflight: number
   script(...behaviors: Behavior[]): void
   close(): Promise<void>
 }
@@ -53,6 +56,8 @@ export async function startMockUpstream(): Promise<MockUpstream> {
     requests: [],
     abandoned: 0,
     reportedTokens: 0,
+    inflight: 0,
+    maxInflight: 0,
     script: (...b) => queue.push(...b),
     close: async () => {
       for (const s of sockets) s.destroy()
@@ -78,8 +83,10 @@ export async function startMockUpstream(): Promise<MockUpstream> {
     }
     const behavior = queue.shift() ?? { kind: 'normal' }
     let finished = false
+    state.maxInflight = Math.max(state.maxInflight, ++state.inflight)
     res.on('finish', () => (finished = true))
     res.on('close', () => {
+      state.inflight--
       if (!finished) state.abandoned++
     })
     switch (behavior.kind) {

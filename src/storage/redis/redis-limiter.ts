@@ -18,6 +18,14 @@ import { ADDRESS_SCRIPT, ADMIT, ADMIT_SCRIPT, EXTEND_SCRIPT, SETTLE_SCRIPT, SLOT
 
 /** Longest a Redis command may take before the request is refused (fail closed, fast). */
 const COMMAND_TIMEOUT_MS = 100
+const TIMEOUT = { timeout: COMMAND_TIMEOUT_MS }
+
+/** No answer within COMMAND_TIMEOUT_MS. */
+class CommandTimeout extends Error {
+  constructor() {
+    super(`no answer within ${COMMAND_TIMEOUT_MS} ms`)
+  }
+}
 /** Between reconnection attempts: service resumes well within a second of Redis returning. */
 const RECONNECT_MS = 100
 /** Between retries of settles Redis could not take. */
@@ -128,7 +136,7 @@ export class RedisLimiter implements Limiter {
   async budget(keyId: string): Promise<BudgetState> {
     const now = this.o.clock.now()
     const day = this.dayOf(now)
-    const [spent, reserved] = await this.call(() => this.client.hmGet(`${prefixOf(keyId)}b:${day}`, ['spent', 'reserved']))
+    const [spent, reserved] = await this.call(() => this.client.withCommandOptions(TIMEOUT).hmGet(`${prefixOf(keyId)}b:${day}`, ['spent', 'reserved']))
     return { day, spent: Number(spent ?? 0), reserved: Number(reserved ?? 0), resetAt: this.resetAt(now) }
   }
 
@@ -197,7 +205,14 @@ export class RedisLimiter implements Limiter {
     const amount = reservationOf(prepared)
     const keys = ['req', 'tok', 'tok:a', 'cc', 'lease', `b:${day}`, `r:${id}`].map((k) => prefix + k)
     const args = [prefix, id, this.o.leaseMs, limits.rpm ?? -1, limits.tpm ?? -1, limits.dailyTokens ?? -1, limits.concurrency ?? -1, amount, day, seed].map(String)
-    const r = (await this.eval(SCRIPTS.admit, keys, args)) as number[]
+    let r: number[]
+    try {
+      r = (await this.eval(SCRIPTS.admit, keys, args)) as number[]
+    } catch (err) {
+      // Unanswered, not necessarily unrun: if Redis runs it later, this settle (queued behind it on the connection) frees it.
+      if (err instanceof GatewayError && err.cause instanceof CommandTimeout) this.owe({ prefix, id, used: 0 })
+      throw err
+    }
     if (r[0] === ADMIT.seed) {
       if (seed !== '') throw limiterUnavailable() // seeded and gone again at once: Redis is evicting
       return this.take(prefix, id, keyId, limits, prepared, day, String((await this.dailyTotals(day)).get(keyId) ?? 0))
@@ -250,10 +265,14 @@ export class RedisLimiter implements Limiter {
     return {
       settle: (used: number) => {
         clearInterval(timer)
-        this.owed.push({ prefix, id, used })
-        void this.flushOwed()
+        this.owe({ prefix, id, used })
       },
     }
+  }
+
+  private owe(o: Owed): void {
+    this.owed.push(o)
+    void this.flushOwed()
   }
 
   /** Sends the settles owed, oldest first; whatever fails stays and is retried. */
@@ -312,9 +331,17 @@ export class RedisLimiter implements Limiter {
     })
   }
 
+  /**
+   * Runs a command with an answer due within COMMAND_TIMEOUT_MS. The client's own timeout ends
+   * once a command is written, so a Redis that stops answering (paused, swapping, a partition)
+   * is timed here; the command may still run later, which is why a timed-out admission is
+   * settled to nothing (see `take`).
+   */
   private async call<T>(fn: () => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new CommandTimeout()), COMMAND_TIMEOUT_MS)))
     try {
-      const result = await fn()
+      const result = await Promise.race([fn(), late])
       if (this.down) {
         this.down = false
         this.o.warn('gateway: Redis answers again; limits are served from it')
@@ -324,6 +351,8 @@ export class RedisLimiter implements Limiter {
       if (err instanceof GatewayError) throw err
       this.lost(err)
       throw limiterUnavailable(err)
+    } finally {
+      clearTimeout(timer)
     }
   }
 
