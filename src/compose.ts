@@ -38,6 +38,8 @@ export interface GatewaySettings {
   redis: string | null
   /** With Redis: how long a dead gateway's reservations and slots are held. */
   redisLeaseMs: number
+  /** With Redis: how long it may answer nothing before requests get 503 limiter_unavailable. */
+  redisTimeoutMs: number
 }
 
 export const DEFAULT_SETTINGS: Omit<GatewaySettings, 'db'> = {
@@ -57,6 +59,7 @@ export const DEFAULT_SETTINGS: Omit<GatewaySettings, 'db'> = {
   accessLog: 'off',
   redis: null,
   redisLeaseMs: 60_000,
+  redisTimeoutMs: 100,
 }
 
 export interface BuiltGateway {
@@ -108,7 +111,7 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
       accessLog?.write(row)
     },
     onError,
-    limiter: settings.redis === null ? undefined : (queue) => new RedisLimiter({ url: settings.redis!, leaseMs: settings.redisLeaseMs, queueTimeoutMs: settings.queueTimeoutMs, store, calendar, clock, queue, warn }),
+    limiter: settings.redis === null ? undefined : (queue) => new RedisLimiter({ url: settings.redis!, leaseMs: settings.redisLeaseMs, timeoutMs: settings.redisTimeoutMs, queueTimeoutMs: settings.queueTimeoutMs, store, calendar, clock, queue, warn }),
   })
   metrics = new Metrics(() => gateway.queue)
   const stopWatching = gateway.watch()

@@ -59,6 +59,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
     'check-upstream': Flags.boolean({ description: 'list the upstream\'s models once before listening and report it; exit 2 if that fails', env: 'GATEWAY_CHECK_UPSTREAM', default: false }),
     redis: Flags.string({ description: 'Redis URL holding every rate limit, budget and concurrency slot, shared by all gateways on it (e.g. redis://127.0.0.1:6379/0)', env: 'GATEWAY_REDIS_URL' }),
     'redis-lease': Flags.string({ description: 'with --redis: how long a stopped gateway\'s reservations and slots stay held', env: 'GATEWAY_REDIS_LEASE', default: seconds(DEFAULT_SETTINGS.redisLeaseMs) }),
+    'redis-timeout': Flags.string({ description: 'with --redis: how long Redis may answer nothing before requests get 503 limiter_unavailable', env: 'GATEWAY_REDIS_TIMEOUT', default: `${DEFAULT_SETTINGS.redisTimeoutMs}ms` }),
     workers: Flags.integer({ description: 'processes serving the one port (above 1 needs --redis)', env: 'GATEWAY_WORKERS', default: 1, min: 1 }),
     'shutdown-timeout': Flags.string({ description: 'on SIGINT/SIGTERM, how long in-flight requests may finish', env: 'GATEWAY_SHUTDOWN_TIMEOUT', default: '10s' }),
   }
@@ -73,6 +74,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
       throw badRequest(`--workers ${f.workers} needs --redis: each process would keep its own limits, so every limit would count ${f.workers} times. Give them a shared Redis (--redis URL), or serve with one process.`, 'workers')
     }
     const redisLeaseMs = parseDuration(f['redis-lease'], '--redis-lease')
+    const redisTimeoutMs = parseDuration(f['redis-timeout'], '--redis-timeout')
     if (f.workers > 1 && !isWorker()) return this.primary(f.workers)
     const apiKey = process.env.OPENAI_API_KEY?.trim() || undefined
     const mock = f.mock || !apiKey
@@ -97,6 +99,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
       accessLog: f['access-log'] ?? (this.jsonEnabled() ? 'json' : 'text'),
       redis,
       redisLeaseMs,
+      redisTimeoutMs,
     }
     // Straight to stderr: oclif's logToStderr is silent under --json, and these are for the operator.
     const warn = (line: string) => process.stderr.write(`${line}\n`)

@@ -42,7 +42,7 @@ function queue(): FairQueue {
 const makers: Record<string, () => Promise<Limiter>> = {
   memory: async () => new MemoryLimiter(store, calendar, systemClock, queue()),
   redis: async () => {
-    const l = new RedisLimiter({ url: redis.url, leaseMs: 60_000, queueTimeoutMs: 5_000, store, calendar, clock: systemClock, queue: queue(), warn: () => {} })
+    const l = new RedisLimiter({ url: redis.url, leaseMs: 60_000, timeoutMs: 100, queueTimeoutMs: 5_000, store, calendar, clock: systemClock, queue: queue(), warn: () => {} })
     await l.ready()
     opened.push(l)
     return l
@@ -183,7 +183,7 @@ describe.each(Object.keys(makers))('the %s limiter', (kind) => {
 describe('the redis limiter when Redis is gone', () => {
   it('refuses at once with 503 limiter_unavailable and Retry-After 1, keeps the settle and sends it when Redis is back', async () => {
     const own = await startRedis()
-    const limiter = new RedisLimiter({ url: own.url, leaseMs: 60_000, queueTimeoutMs: 5_000, store, calendar, clock: systemClock, queue: queue(), warn: () => {} })
+    const limiter = new RedisLimiter({ url: own.url, leaseMs: 60_000, timeoutMs: 100, queueTimeoutMs: 5_000, store, calendar, clock: systemClock, queue: queue(), warn: () => {} })
     await limiter.ready()
     opened.push(limiter)
     const key = newKey()

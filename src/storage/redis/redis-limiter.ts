@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { createClient, type RedisClientType } from 'redis'
+import { createClient, ErrorReply, type RedisClientType } from 'redis'
 import { CLAMP_FLOOR } from '../../core/admission.js'
 import type { BudgetState } from '../../core/budget.js'
 import type { Calendar } from '../../core/calendar.js'
@@ -16,16 +16,8 @@ import type { ApiKey, Limits, Usage } from '../../core/types.js'
 import type { Store } from '../store.js'
 import { ADDRESS_SCRIPT, ADMIT, ADMIT_SCRIPT, EXTEND_SCRIPT, SETTLE_SCRIPT, SLOT_SCRIPT } from './scripts.js'
 
-/** Longest a Redis command may take before the request is refused (fail closed, fast). */
-const COMMAND_TIMEOUT_MS = 100
-const TIMEOUT = { timeout: COMMAND_TIMEOUT_MS }
-
-/** No answer within COMMAND_TIMEOUT_MS. */
-class CommandTimeout extends Error {
-  constructor() {
-    super(`no answer within ${COMMAND_TIMEOUT_MS} ms`)
-  }
-}
+/** Redis answered nothing for the timeout. */
+class CommandTimeout extends Error {}
 /** Between reconnection attempts: service resumes well within a second of Redis returning. */
 const RECONNECT_MS = 100
 /** Between retries of settles Redis could not take. */
@@ -39,6 +31,8 @@ export interface RedisLimiterOptions {
   url: string
   /** How long a reservation or slot outlives its gateway (extended while its request runs). */
   leaseMs: number
+  /** How long Redis may answer nothing before requests are refused (fail closed, fast). */
+  timeoutMs: number
   queueTimeoutMs: number
   store: Store
   calendar: Calendar
@@ -72,13 +66,15 @@ interface Owed {
   used: number
 }
 
+/** An error Redis itself replied (a script error): Redis is there, the call was wrong. */
+const isReply = (err: unknown) => err instanceof ErrorReply
 const prefixOf = (keyId: string) => `gw:{${keyId}}:`
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /**
  * Every limit in Redis, shared by every gateway on it: one Lua script admits a request against
  * all of its key's limits at once, one settles it (idempotent by reservation id), Redis's TIME
- * is the only clock. Fails closed: when Redis cannot answer within COMMAND_TIMEOUT_MS the
+ * is the only clock. Fails closed: when Redis answers nothing within `timeoutMs` the
  * request gets 503 `limiter_unavailable`; settles that could not be sent are kept and retried.
  * The fair queue stays local and keeps only this process's in-flight cap; a key's concurrency
  * cap is a set of leased slots in Redis, waited for by polling.
@@ -90,6 +86,8 @@ export class RedisLimiter implements Limiter {
   private retryTimer: NodeJS.Timeout | null = null
   private seeds: { day: string; at: number; totals: Promise<Map<string, number>> } | null = null
   private down = false
+  /** When Redis last answered anything (performance.now()). */
+  private lastAnswer = 0
   private flushing = false
   private seq = 0
   private readonly idBase = randomBytes(6).toString('hex')
@@ -98,7 +96,6 @@ export class RedisLimiter implements Limiter {
     this.client = createClient({
       url: o.url,
       disableOfflineQueue: true,
-      commandOptions: { timeout: COMMAND_TIMEOUT_MS },
       socket: { connectTimeout: 1_000, reconnectStrategy: () => RECONNECT_MS },
     }) as RedisClientType
     this.client.on('error', (err: unknown) => this.lost(err))
@@ -136,7 +133,7 @@ export class RedisLimiter implements Limiter {
   async budget(keyId: string): Promise<BudgetState> {
     const now = this.o.clock.now()
     const day = this.dayOf(now)
-    const [spent, reserved] = await this.call(() => this.client.withCommandOptions(TIMEOUT).hmGet(`${prefixOf(keyId)}b:${day}`, ['spent', 'reserved']))
+    const [spent, reserved] = await this.call(() => this.client.hmGet(`${prefixOf(keyId)}b:${day}`, ['spent', 'reserved']))
     return { day, spent: Number(spent ?? 0), reserved: Number(reserved ?? 0), resetAt: this.resetAt(now) }
   }
 
@@ -179,7 +176,7 @@ export class RedisLimiter implements Limiter {
     let slot
     const started = this.o.clock.now()
     try {
-      if (!v.slot) await this.waitForSlot(prefix, id, limits.concurrency!, opts)
+      if (!v.slot) await this.waitForSlot(key.id, id, limits.concurrency!, opts)
       slot = await this.o.queue.acquire(key.id, null, opts)
     } catch (err) {
       held.settle(0)
@@ -241,13 +238,15 @@ export class RedisLimiter implements Limiter {
   }
 
   /** Polls for a per-key slot another gateway (or this one) holds, until the queue timeout. */
-  private async waitForSlot(prefix: string, id: string, cap: number, opts: AdmitOptions): Promise<void> {
+  private async waitForSlot(keyId: string, id: string, cap: number, opts: AdmitOptions): Promise<void> {
+    const prefix = prefixOf(keyId)
     const timeoutMs = Math.min(opts.timeoutMs ?? this.o.queueTimeoutMs, this.o.queueTimeoutMs)
     const end = Date.now() + timeoutMs
     let pause: number = SLOT_POLL_MS[0]
     for (;;) {
       if (opts.signal?.aborted) throw abortError(opts.signal)
       const r = (await this.eval(SCRIPTS.slot, [`${prefix}cc`, `${prefix}r:${id}`], [prefix, id, String(this.o.leaseMs), String(cap)])) as number[]
+      this.reaped(keyId, r.slice(1))
       if (r[0] === 1) return
       if (r[0] === -1) throw limiterUnavailable()
       if (Date.now() + pause > end) throw unavailable(`Waited ${Math.round(timeoutMs / 1000)}s in the gateway queue without a free slot`, 'queue_timeout', 1000)
@@ -315,7 +314,7 @@ export class RedisLimiter implements Limiter {
 
   private reaped(keyId: string, pairs: number[] | string[]): void {
     for (let i = 0; i + 1 < pairs.length; i += 2) {
-      this.o.warn(`gateway: reservation ${pairs[i]} of key ${keyId} outlived its ${this.o.leaseMs / 1000}s lease (its gateway stopped?); charged in full: ${pairs[i + 1]} tokens`)
+      this.o.warn(`gateway: reservation ${pairs[i]} of key ${keyId} outlived its lease (its gateway stopped without settling it); charged in full: ${pairs[i + 1]} tokens`)
     }
   }
 
@@ -332,16 +331,27 @@ export class RedisLimiter implements Limiter {
   }
 
   /**
-   * Runs a command with an answer due within COMMAND_TIMEOUT_MS. The client's own timeout ends
-   * once a command is written, so a Redis that stops answering (paused, swapping, a partition)
-   * is timed here; the command may still run later, which is why a timed-out admission is
-   * settled to nothing (see `take`).
+   * Runs a command that must be answered in time: it fails once Redis has answered nothing at
+   * all for `timeoutMs` (paused, swapping, a partition). The client's own timeout ends
+   * once a command is written, and a plain timer would also fire on this process's own
+   * backlog (a burst of requests keeps the event loop busy while Redis answers on time), so
+   * the timer checks, after the pending replies are read (setImmediate), whether any answer
+   * came lately, and waits on if one did. The command may still run after a timeout, which is
+   * why a timed-out admission is settled to nothing (see `take`).
    */
   private async call<T>(fn: () => Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined
-    const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new CommandTimeout()), COMMAND_TIMEOUT_MS)))
+    const late = new Promise<never>((_, reject) => {
+      const check = () => {
+        const quiet = performance.now() - this.lastAnswer
+        if (quiet >= this.o.timeoutMs) reject(new CommandTimeout(`no answer within ${this.o.timeoutMs} ms`))
+        else timer = setTimeout(() => setImmediate(check), this.o.timeoutMs - quiet)
+      }
+      timer = setTimeout(() => setImmediate(check), this.o.timeoutMs)
+    })
     try {
       const result = await Promise.race([fn(), late])
+      this.lastAnswer = performance.now()
       if (this.down) {
         this.down = false
         this.o.warn('gateway: Redis answers again; limits are served from it')
@@ -349,6 +359,7 @@ export class RedisLimiter implements Limiter {
       return result
     } catch (err) {
       if (err instanceof GatewayError) throw err
+      if (!(err instanceof CommandTimeout) && isReply(err)) this.lastAnswer = performance.now()
       this.lost(err)
       throw limiterUnavailable(err)
     } finally {
