@@ -19,6 +19,11 @@ export function tellPrimary(message: WorkerMessage): void {
   if (cluster.isWorker) process.send?.(message)
 }
 
+/** From a worker that has stopped: lets go of the channel to the primary, which would keep it alive. */
+export function leavePrimary(): void {
+  cluster.worker?.disconnect()
+}
+
 /**
  * The primary of `serve --workers N`: forks N copies of this very command (node:cluster, so
  * they share one listening socket), resolves `listening` with the first worker's info once

@@ -10,7 +10,7 @@ import { Calendar } from '../core/calendar.js'
 import { badRequest, unavailable } from '../core/errors.js'
 import { parseLimitValue } from '../core/limits.js'
 import { firstEvent } from '../first-event.js'
-import { isWorker, runWorkers, tellPrimary } from '../cli/workers.js'
+import { isWorker, leavePrimary, runWorkers, tellPrimary } from '../cli/workers.js'
 import { ACCESS_LOG_FORMATS } from '../http/access-log.js'
 import { checkBaseUrl, probeUpstream, type UpstreamCheck } from '../upstream/check.js'
 import { startServer } from '../server.js'
@@ -143,6 +143,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
       process.on('SIGINT', () => {}).on('SIGTERM', () => {})
       const { cut } = await server.close(parseDuration(f['shutdown-timeout'], '--shutdown-timeout'))
       tellPrimary({ type: 'stopped', cut })
+      leavePrimary()
       if (cut > 0) process.exitCode = EXIT.requestsCut
       return
     }

@@ -1,0 +1,55 @@
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { runJson, spawnServe } from '../support/cli.js'
+import { tempDir } from '../support/gateway.js'
+import { startMockUpstream, type MockUpstream } from '../support/mock-upstream.js'
+import { startRedis, type TestRedis } from '../support/redis.js'
+
+let redis: TestRedis
+let upstream: MockUpstream
+let db: string
+
+beforeAll(async () => {
+  redis = await startRedis()
+  upstream = await startMockUpstream()
+  db = join(tempDir(), 'gateway.db')
+})
+
+afterAll(async () => {
+  await upstream?.close()
+  await redis?.stop()
+})
+
+describe('serve --workers', () => {
+  it('above 1 without --redis is refused: each process would count every limit again (exit 2)', async () => {
+    const r = await runJson<{ error: { message: string; code: string } }>(['serve', '--port', '0', '--db', db, '--workers', '2'])
+    expect(r.code).toBe(2)
+    expect(r.json.error.message).toMatch(/^--workers 2 needs --redis/)
+  })
+
+  it('2 workers with --redis on one port: the 200-way race on a 10 rpm key admits exactly 10; SIGTERM stops them all', async () => {
+    const created = await runJson<{ key: string }>(['keys', 'create', '--db', db, '--name', 'race', '--rpm', '10'])
+    const served = await spawnServe(['--db', db, '--workers', '2', '--redis', redis.url, '--redis-timeout', '2s', '--no-csv-log', '--access-log', 'off'], { OPENAI_API_KEY: 'sk-test-upstream-key-0000', OPENAI_BASE_URL: upstream.url })
+    try {
+      expect(served.info.workers).toBe(2)
+      const statuses = await Promise.all(
+        Array.from({ length: 200 }, async () => {
+          const r = await fetch(`${served.url}/v1/chat/completions`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${created.json.key}`, 'content-type': 'application/json', connection: 'close' },
+            body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
+          })
+          await r.arrayBuffer()
+          return r.status
+        }),
+      )
+      expect(statuses.filter((s) => s === 200)).toHaveLength(10)
+      expect(statuses.filter((s) => s === 429)).toHaveLength(190)
+    } finally {
+      const exit = await served.stop()
+      expect(exit.code).toBe(0)
+    }
+    expect(served.stdout()).toContain('{"stopped":true,"cut":0}')
+    await expect(fetch(`${served.url}/health`)).rejects.toThrow()
+  }, 60_000)
+})
