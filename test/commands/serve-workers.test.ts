@@ -52,4 +52,24 @@ describe('serve --workers', () => {
     expect(served.stdout()).toContain('{"stopped":true,"cut":0}')
     await expect(fetch(`${served.url}/health`)).rejects.toThrow()
   }, 60_000)
+
+  it('--redis that cannot be reached stops the start with the reason (exit 1), not a server refusing every request', async () => {
+    const r = await runJson<{ error: { message: string; code: string } }>(['serve', '--port', '0', '--db', db, '--redis', 'redis://127.0.0.1:1'])
+    expect(r.code).toBe(1)
+    expect(r.json.error.code).toBe('limiter_unavailable')
+    expect(r.json.error.message).toMatch(/^--redis: cannot reach redis:\/\/127\.0\.0\.1:1: no connection within 5s \(connect ECONNREFUSED/)
+  }, 30_000)
+
+  it('a server with --redis is refused beside one without it on the same database (exit 2)', async () => {
+    const own = join(tempDir(), 'gateway.db')
+    const lone = await spawnServe(['--db', own, '--no-csv-log', '--mock'])
+    try {
+      const r = await runJson<{ error: { message: string; code: string } }>(['serve', '--port', '0', '--db', own, '--redis', redis.url, '--mock'])
+      expect(r.code).toBe(2)
+      expect(r.json.error.code).toBe('database_in_use')
+      expect(r.json.error.message).toContain(`A gateway server without --redis (pid ${lone.proc.pid})`)
+    } finally {
+      await lone.stop()
+    }
+  }, 30_000)
 })

@@ -20,6 +20,8 @@ import { ADDRESS_SCRIPT, ADMIT, ADMIT_SCRIPT, EXTEND_SCRIPT, SETTLE_SCRIPT, SLOT
 class CommandTimeout extends Error {}
 /** Between reconnection attempts: service resumes well within a second of Redis returning. */
 const RECONNECT_MS = 100
+/** How long a starting gateway tries to reach Redis before it gives up. */
+const CONNECT_WAIT_MS = 5_000
 /** Between retries of settles Redis could not take. */
 const SETTLE_RETRY_MS = 250
 /** How long a fresh read of the store's daily totals serves re-seeding. */
@@ -86,6 +88,7 @@ export class RedisLimiter implements Limiter {
   private retryTimer: NodeJS.Timeout | null = null
   private seeds: { day: string; at: number; totals: Promise<Map<string, number>> } | null = null
   private down = false
+  private lastError: string | null = null
   /** When Redis last answered anything (performance.now()). */
   private lastAnswer = 0
   private flushing = false
@@ -102,12 +105,19 @@ export class RedisLimiter implements Limiter {
     this.client.on('ready', () => void this.flushOwed())
   }
 
+  /** Connects, or rejects after CONNECT_WAIT_MS of failed attempts (a wrong URL should stop the start, not 503 forever). */
   async ready(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no connection within ${CONNECT_WAIT_MS / 1000}s${this.lastError ? ` (${this.lastError})` : ''}`)), CONNECT_WAIT_MS)
+    })
     try {
-      await this.client.connect()
+      await Promise.race([this.client.connect(), late])
     } catch (err) {
       this.client.destroy()
       throw err
+    } finally {
+      clearTimeout(timer)
     }
   }
 
@@ -368,6 +378,7 @@ export class RedisLimiter implements Limiter {
   }
 
   private lost(err: unknown): void {
+    this.lastError = err instanceof Error ? err.message : String(err)
     if (this.down) return
     this.down = true
     this.o.warn(`gateway: Redis unavailable (${err instanceof Error ? err.message : String(err)}); refusing requests with 503 limiter_unavailable until it returns`)
