@@ -27,6 +27,7 @@ export class ServerLock {
     const file = `${real}.server-lock`
     closeSync(openSync(file, 'a', 0o600)) // like the database: 0600 (SQLite gives its journal the same mode)
     const conn = new Database(file)
+    let committing = false
     try {
       if (shared) {
         conn.pragma('busy_timeout = 1000')
@@ -51,13 +52,16 @@ export class ServerLock {
       conn.exec('BEGIN IMMEDIATE')
       conn.exec('delete from server')
       conn.prepare('insert into server (pid, started_at) values (?, ?)').run(process.pid, new Date().toISOString())
+      committing = true // only servers sharing the database through Redis (read locks) make the commit wait
       conn.exec('COMMIT')
+      committing = false
       conn.exec('BEGIN IMMEDIATE')
       return new ServerLock(conn)
     } catch (err) {
-      const holder = isBusy(err) ? holderOf(conn) : null
+      const holder = isBusy(err) && !committing ? holderOf(conn) : null
       conn.close()
       if (!isBusy(err)) throw err
+      if (committing) throw databaseInUse(`Gateway servers with --redis are serving ${real}; a server without --redis would keep limits of its own beside theirs: give it the same --redis, or use another --db.`)
       if (shared) throw databaseInUse(`A gateway server without --redis (pid ${holder ?? 'unknown'}) is serving ${real}: servers share one database only when they all keep their limits in Redis.`)
       throw databaseInUse(`Another gateway server (pid ${holder ?? 'unknown'}) is serving ${real}. One SQLite database takes one server, or every limit would count twice: stop that one, use another --db, or give every server the same --redis.`)
     }
