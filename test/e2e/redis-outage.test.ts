@@ -54,7 +54,7 @@ async function storeTotal(id: string): Promise<{ day: string; total: number }> {
   return { day: today.date, total: today.keys.find((k) => k.key_id === id)?.total_tokens ?? 0 }
 }
 
-it('Redis killed under load: 503 limiter_unavailable with Retry-After 1 at once, no crash; started again empty: served within a second, the budget re-seeded from the store', async () => {
+it('Redis killed under load: 503 limiter_unavailable with Retry-After 1 at once (and from /health), no crash; started again empty: served within a second, the budget re-seeded from the store', async () => {
   const created = await runJson<{ key: string; id: string }>(['keys', 'create', '--db', db, '--name', 'outage', '--rpm', 'off', '--daily-tokens', '1000000'])
   const { key, id } = created.json
   for (let i = 0; i < 5; i++) expect((await call(key)).status).toBe(200)
@@ -79,6 +79,10 @@ it('Redis killed under load: 503 limiter_unavailable with Retry-After 1 at once,
   expect(Math.max(...refused.map((a) => a.ms))).toBeLessThan(1_000)
   expect(answers.slice(killedAt).every((a) => a.status === 200 || a.status === 503)).toBe(true)
   expect(gateway.proc.exitCode).toBeNull()
+  // A load balancer's check says so too, so it can take this gateway out of rotation.
+  const health = await fetch(`${gateway.url}/health`)
+  expect(health.status).toBe(503)
+  expect(((await health.json()) as { error: { code: string } }).error.code).toBe('limiter_unavailable')
 
   await redis.start()
   const backAt = answers.length
@@ -90,6 +94,7 @@ it('Redis killed under load: 503 limiter_unavailable with Retry-After 1 at once,
   await Promise.all(loops)
   expect(answers.slice(backAt).some((a) => a.status === 200)).toBe(true)
   expect(resumedIn).toBeLessThanOrEqual(1_000)
+  expect((await fetch(`${gateway.url}/health`)).status).toBe(200)
 
   // The empty Redis took the day's spend from the store, and both counted on from there alike.
   const after = await storeTotal(id)

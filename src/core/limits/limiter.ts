@@ -43,6 +43,8 @@ export interface Limiter {
   /** The budget day `now` falls in, and when it ends. */
   dayOf(now: number): string
   resetAt(now: number): number
+  /** Where limits live and whether that state can be reached now (for /health). */
+  state(): { kind: 'memory' | 'redis'; ok: boolean }
   /** Connects (the in-memory one has nothing to do); rejects when the state cannot be reached at all. */
   ready(): Promise<void>
   /** Sends what is still owed (settles) within a short bound and lets go. */

@@ -53,6 +53,10 @@ export class MemoryLimiter implements Limiter {
     return this.calendar.nextDayStart(now)
   }
 
+  state(): { kind: 'memory'; ok: true } {
+    return { kind: 'memory', ok: true }
+  }
+
   async ready(): Promise<void> {}
 
   async close(): Promise<void> {}

@@ -132,6 +132,10 @@ export class RedisLimiter implements Limiter {
     if (this.client.isOpen) this.client.destroy()
   }
 
+  state(): { kind: 'redis'; ok: boolean } {
+    return { kind: 'redis', ok: this.client.isReady && !this.down }
+  }
+
   dayOf(now: number): string {
     return this.o.calendar.dayOf(now)
   }
