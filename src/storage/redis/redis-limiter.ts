@@ -69,7 +69,7 @@ interface Owed {
 }
 
 /** An error Redis itself replied (a script error): Redis is there, the call was wrong. */
-const isReply = (err: unknown) => err instanceof ErrorReply
+const isReply = (err: unknown): err is ErrorReply => err instanceof ErrorReply
 const prefixOf = (keyId: string) => `gw:{${keyId}}:`
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -88,6 +88,8 @@ export class RedisLimiter implements Limiter {
   private retryTimer: NodeJS.Timeout | null = null
   private seeds: { day: string; at: number; totals: Promise<Map<string, number>> } | null = null
   private down = false
+  /** A command is out while Redis is down: the one probe. */
+  private probing = false
   private lastError: string | null = null
   /** When Redis last answered anything (performance.now()). */
   private lastAnswer = 0
@@ -351,9 +353,14 @@ export class RedisLimiter implements Limiter {
    * backlog (a burst of requests keeps the event loop busy while Redis answers on time), so
    * the timer checks, after the pending replies are read (setImmediate), whether any answer
    * came lately, and waits on if one did. The command may still run after a timeout, which is
-   * why a timed-out admission is settled to nothing (see `take`).
+   * why a timed-out admission is settled to nothing (see `take`). While Redis is out of
+   * reach one command at a time goes out as a probe and the rest are refused at once, so a
+   * hung Redis neither piles up commands nor delays each refusal by the timeout.
    */
   private async call<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.down && this.probing) throw limiterUnavailable()
+    const probe = this.down
+    if (probe) this.probing = true
     let timer: NodeJS.Timeout | undefined
     const late = new Promise<never>((_, reject) => {
       const check = () => {
@@ -373,11 +380,16 @@ export class RedisLimiter implements Limiter {
       return result
     } catch (err) {
       if (err instanceof GatewayError) throw err
-      if (!(err instanceof CommandTimeout) && isReply(err)) this.lastAnswer = performance.now()
-      this.lost(err)
+      if (isReply(err)) {
+        this.lastAnswer = performance.now() // Redis is there and refused the call: not an outage
+        this.o.warn(`gateway: Redis refused a limiter command: ${err.message}`)
+      } else {
+        this.lost(err)
+      }
       throw limiterUnavailable(err)
     } finally {
       clearTimeout(timer)
+      if (probe) this.probing = false
     }
   }
 
