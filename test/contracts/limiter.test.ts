@@ -137,6 +137,32 @@ describe.each(Object.keys(makers))('the %s limiter', (kind) => {
     expect(prepared.promptCounted).toBe(true)
   })
 
+  it.each([
+    ['tokens per minute', { ...BASE, tpm: 6_000 }, 'tokens_rate_limit_exceeded'],
+    ['daily budget', { ...BASE, dailyTokens: 6_000 }, 'daily_limit_exceeded'],
+  ] as const)('near the %s, with prompts held at their byte bound, admits as many as with every prompt counted', async (_name, limits, code) => {
+    const limiter = await make()
+    const long = 'The quick brown fox jumps over the lazy dog while the committee reviews the budget. '.repeat(40)
+    const fill = async (counted: boolean) => {
+      const key = newKey()
+      for (let admitted = 0; admitted < 50; admitted++) {
+        const body = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: long }], max_tokens: 100 }
+        const prepared = prepareCompletion(body, Buffer.from(JSON.stringify(body)), key, limits)
+        if (counted) countPrompt(prepared)
+        try {
+          await limiter.admit(key, limits, prepared, {})
+        } catch (err) {
+          return { admitted, code: (err as GatewayError).code }
+        }
+      }
+      throw new Error('never refused')
+    }
+    const reference = await fill(true)
+    expect(reference.admitted).toBeGreaterThan(3) // at their byte bound alone, only one would fit
+    expect(await fill(false)).toEqual(reference)
+    expect(reference.code).toBe(code)
+  })
+
   it('refuses a request bigger than tokens per minute as request_too_large, and tokens over the window with a wait', async () => {
     const limiter = await make()
     const key = newKey()
@@ -189,7 +215,9 @@ describe('the redis limiter when Redis is gone', () => {
     const key = newKey()
     const limits = { ...BASE, dailyTokens: 10_000 }
     const held = await limiter.admit(key, limits, chat(key, limits, 100), {})
-    await own.command('CLIENT', 'PAUSE', '1000', 'WRITE') // Redis stops answering scripts for a second: the settle cannot be sent
+    // Redis stops answering scripts for a second: the settle goes unanswered and is sent again
+    // every 250 ms; all of them run once Redis answers, and only the first may charge.
+    await own.command('CLIENT', 'PAUSE', '1000', 'WRITE')
     held.settle(USAGE(77))
     const err = await refusal(limiter.admit(key, limits, chat(key, limits), {}))
     expect(err.status).toBe(503)

@@ -14,7 +14,7 @@ import { budgetRefusal, requestsRefusal, tokensRefusal } from '../../core/limits
 import { abortError, type FairQueue } from '../../core/queue.js'
 import type { ApiKey, Limits, Usage } from '../../core/types.js'
 import type { Store } from '../store.js'
-import { ADDRESS_SCRIPT, ADMIT, ADMIT_SCRIPT, EXTEND_SCRIPT, SETTLE_SCRIPT, SLOT_SCRIPT } from './scripts.js'
+import { ADDRESS_SCRIPT, ADMIT, ADMIT_SCRIPT, EXTEND_SCRIPT, RESIZE_SCRIPT, SETTLE_SCRIPT, SLOT_SCRIPT } from './scripts.js'
 
 /** Redis answered nothing for the timeout. */
 class CommandTimeout extends Error {}
@@ -50,7 +50,7 @@ interface Script {
 }
 
 const script = (text: string): Script => ({ text, sha: createHash('sha1').update(text).digest('hex') })
-const SCRIPTS = { admit: script(ADMIT_SCRIPT), slot: script(SLOT_SCRIPT), settle: script(SETTLE_SCRIPT), extend: script(EXTEND_SCRIPT), address: script(ADDRESS_SCRIPT) }
+const SCRIPTS = { admit: script(ADMIT_SCRIPT), slot: script(SLOT_SCRIPT), settle: script(SETTLE_SCRIPT), extend: script(EXTEND_SCRIPT), address: script(ADDRESS_SCRIPT), resize: script(RESIZE_SCRIPT) }
 
 /** What ADMIT answered, named. */
 interface Verdict {
@@ -60,6 +60,12 @@ interface Verdict {
   spent: number
   reserved: number
   slot: boolean
+}
+
+/** An admitted request of this process whose prompt is still reserved at its byte bound. */
+interface Uncounted {
+  id: string
+  prepared: PreparedChat
 }
 
 interface Owed {
@@ -95,6 +101,8 @@ export class RedisLimiter implements Limiter {
   private lastAnswer = 0
   private flushing = false
   private seq = 0
+  /** Per key, this process's requests in flight still reserved at their prompt's byte bound. */
+  private readonly uncounted = new Map<string, Set<Uncounted>>()
   private readonly idBase = randomBytes(6).toString('hex')
 
   constructor(private readonly o: RedisLimiterOptions) {
@@ -179,6 +187,7 @@ export class RedisLimiter implements Limiter {
     let v = await this.take(prefix, id, key.id, limits, prepared, day)
     if ((v.status === ADMIT.tokens || v.status === ADMIT.budget) && !prepared.promptCounted) {
       countPrompt(prepared)
+      await this.countInFlight(key.id)
       v = await this.take(prefix, (id = this.newId()), key.id, limits, prepared, day)
     }
     if (v.status === ADMIT.budget && (limits.onBudgetShort === 'clamp' || prepared.maxTokensApplied)) {
@@ -189,12 +198,15 @@ export class RedisLimiter implements Limiter {
     if (v.status !== ADMIT.ok) throw this.refusal(key, limits, prepared, v, now)
     const amount = reservationOf(prepared)
     const held = this.hold(prefix, id)
+    const mine: Uncounted | null = prepared.promptCounted ? null : { id, prepared }
+    if (mine) this.uncountedOf(key.id).add(mine)
     let slot
     const started = this.o.clock.now()
     try {
       if (!v.slot) await this.waitForSlot(key.id, id, limits.concurrency!, opts)
       slot = await this.o.queue.acquire(key.id, null, opts)
     } catch (err) {
+      if (mine) this.uncountedOf(key.id).delete(mine)
       held.settle(0)
       throw err
     }
@@ -208,10 +220,36 @@ export class RedisLimiter implements Limiter {
       settle: (usage: Usage) => {
         if (settled) return
         settled = true
+        if (mine) this.uncountedOf(key.id).delete(mine)
         held.settle(usage.totalTokens)
         slot.release()
       },
     }
+  }
+
+  private uncountedOf(keyId: string): Set<Uncounted> {
+    let set = this.uncounted.get(keyId)
+    if (!set) this.uncounted.set(keyId, (set = new Set()))
+    return set
+  }
+
+  /**
+   * A token limit is near: counts the prompts of this process's requests of the key still
+   * held at their byte bound and shrinks their reservations to that, as the in-memory
+   * limiter does (other gateways' stay at their bound until they count their own).
+   */
+  private async countInFlight(keyId: string): Promise<void> {
+    const set = this.uncounted.get(keyId)
+    if (!set || set.size === 0) return
+    const prefix = prefixOf(keyId)
+    const held = [...set]
+    set.clear()
+    const args = [prefix]
+    for (const h of held) {
+      countPrompt(h.prepared)
+      args.push(h.id, String(reservationOf(h.prepared)))
+    }
+    await this.eval(SCRIPTS.resize, held.map((h) => `${prefix}r:${h.id}`), args)
   }
 
   private async take(prefix: string, id: string, keyId: string, limits: Limits, prepared: PreparedChat, day: string, seed = ''): Promise<Verdict> {

@@ -220,3 +220,27 @@ redis.call('ZADD', KEYS[1], now, ARGV[2])
 redis.call('PEXPIRE', KEYS[1], WINDOW + 1000)
 return -1
 `
+
+/**
+ * Shrinks reservations whose prompts were held at their byte bound to the counted figure
+ * (budget held and token entry alike); gone ones are skipped.
+ * KEYS: r:<id> for each   ARGV: prefix, day-budget-less pairs: id, amount, id, amount, ...
+ */
+export const RESIZE_SCRIPT = `
+local P = ARGV[1]
+for i = 1, #KEYS do
+  local id, amount = ARGV[2 * i], tonumber(ARGV[2 * i + 1])
+  local r = redis.call('HMGET', KEYS[i], 'day', 'amount', 'tok')
+  if r[1] then
+    local delta = amount - tonumber(r[2])
+    redis.call('HSET', KEYS[i], 'amount', amount)
+    local b = P .. 'b:' .. r[1]
+    if redis.call('EXISTS', b) == 1 then redis.call('HINCRBY', b, 'reserved', delta) end
+    if r[3] == '1' and redis.call('HEXISTS', P .. 'tok:a', id) == 1 then
+      redis.call('HINCRBY', P .. 'tok:a', id, delta)
+      redis.call('HINCRBY', P .. 'tok:a', '#', delta)
+    end
+  end
+end
+return 1
+`
