@@ -138,6 +138,24 @@ describe('three gateways sharing limits through Redis', () => {
     expect(budget.spent).toBeGreaterThanOrEqual(Number(line![2]))
   }, 60_000)
 
+  it('a stream running longer than its lease keeps its slot: the lease is extended while it runs', async () => {
+    const shortLease = await serve(['--redis-lease', '1s'])
+    extra.push(shortLease)
+    const { key, id } = await createKey('long-stream', ['--rpm', 'off', '--concurrency', '1'])
+    upstream.script({ kind: 'raw', chunks: Array.from({ length: 6 }, () => 'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n'), chunkDelayMs: 500 })
+    const streaming = await chat(shortLease.url, key, { stream: true, max_tokens: 20 })
+    expect(streaming.status).toBe(200)
+    const reader = streaming.body!.getReader()
+    await reader.read()
+    await new Promise((r) => setTimeout(r, 1_500)) // past the 1 s lease
+    const meanwhile = await chat(gateways[0].url, key, { max_tokens: 5 }, { 'x-queue-timeout': '0.5' })
+    expect(meanwhile.status).toBe(503)
+    expect(((await meanwhile.json()) as { error: { code: string } }).error.code).toBe('queue_timeout')
+    while (!(await reader.read()).done);
+    const logs = gateways.map((g) => g.stderr()).join('') + shortLease.stderr()
+    expect(logs).not.toContain(`of key ${id} outlived its lease`)
+  }, 30_000)
+
   it('refuses a server without --redis on the database the Redis-sharing servers use', async () => {
     const r = await runJson<{ error: { code: string; message: string } }>(['serve', '--port', '0', '--db', db, '--no-csv-log'], env())
     expect(r.code).toBe(2)

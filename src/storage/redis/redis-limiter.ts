@@ -206,7 +206,7 @@ export class RedisLimiter implements Limiter {
       if (!v.slot) await this.waitForSlot(key.id, id, limits.concurrency!, opts)
       slot = await this.o.queue.acquire(key.id, null, opts)
     } catch (err) {
-      if (mine) this.uncountedOf(key.id).delete(mine)
+      this.counted(key.id, mine)
       held.settle(0)
       throw err
     }
@@ -220,7 +220,7 @@ export class RedisLimiter implements Limiter {
       settle: (usage: Usage) => {
         if (settled) return
         settled = true
-        if (mine) this.uncountedOf(key.id).delete(mine)
+        this.counted(key.id, mine)
         held.settle(usage.totalTokens)
         slot.release()
       },
@@ -233,6 +233,14 @@ export class RedisLimiter implements Limiter {
     return set
   }
 
+  /** A request no longer held at its byte bound (settled, or counted). */
+  private counted(keyId: string, mine: Uncounted | null): void {
+    const set = mine && this.uncounted.get(keyId)
+    if (!set) return
+    set.delete(mine)
+    if (set.size === 0) this.uncounted.delete(keyId)
+  }
+
   /**
    * A token limit is near: counts the prompts of this process's requests of the key still
    * held at their byte bound and shrinks their reservations to that, as the in-memory
@@ -243,7 +251,7 @@ export class RedisLimiter implements Limiter {
     if (!set || set.size === 0) return
     const prefix = prefixOf(keyId)
     const held = [...set]
-    set.clear()
+    this.uncounted.delete(keyId)
     const args = [prefix]
     for (const h of held) {
       countPrompt(h.prepared)
