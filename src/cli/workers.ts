@@ -53,14 +53,16 @@ export function runWorkers(n: number, onListening: (info: Record<string, unknown
       workers.add(w)
       w.on('message', (m: WorkerMessage) => {
         if (m.type === 'stopped') cut += m.cut
-        else if (m.type === 'listening' && !started && ++listening === n) {
+        else if (m.type === 'listening' && started) process.stderr.write(`gateway: worker ${w.process.pid} listening in place of the one that died\n`)
+        else if (m.type === 'listening' && ++listening === n) {
           started = true
           onListening(m.info)
         }
       })
       w.on('exit', (code, signal) => {
         workers.delete(w)
-        worst = Math.max(worst, code ?? (signal ? 1 : 0))
+        // A worker our SIGTERM ended before it could catch it (still starting) stopped as asked.
+        worst = Math.max(worst, code ?? (stopping && signal === 'SIGTERM' ? 0 : 1))
         if (stopping) return finish()
         if (!started) {
           process.stderr.write(`gateway: a worker could not start (exit ${code ?? signal}); stopping the others\n`)

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runJson, spawnServe } from '../support/cli.js'
@@ -51,6 +52,27 @@ describe('serve --workers', () => {
     }
     expect(served.stdout()).toContain('{"stopped":true,"cut":0}')
     await expect(fetch(`${served.url}/health`)).rejects.toThrow()
+  }, 60_000)
+
+  it('a worker that dies while serving is replaced; the port keeps answering', async () => {
+    const created = await runJson<{ key: string }>(['keys', 'create', '--db', db, '--name', 'survivor', '--rpm', 'off'])
+    const served = await spawnServe(['--db', db, '--workers', '2', '--redis', redis.url, '--redis-timeout', '2s', '--no-csv-log', '--access-log', 'off'], { OPENAI_API_KEY: 'sk-test-upstream-key-0000', OPENAI_BASE_URL: upstream.url })
+    const call = async () => (await fetch(`${served.url}/v1/models`, { headers: { authorization: `Bearer ${created.json.key}`, connection: 'close' } })).status
+    try {
+      const workers = execFileSync('pgrep', ['-P', String(served.proc.pid)], { encoding: 'utf8' }).trim().split('\n').map(Number)
+      expect(workers).toHaveLength(2)
+      process.kill(workers[0], 'SIGKILL')
+      const end = Date.now() + 15_000
+      while (!/died \(SIGKILL\); starting another/.test(served.stderr()) && Date.now() < end) await new Promise((r) => setTimeout(r, 50))
+      expect(served.stderr()).toMatch(/gateway: worker \d+ died \(SIGKILL\); starting another/)
+      while (!/listening in place of the one that died/.test(served.stderr()) && Date.now() < end) await new Promise((r) => setTimeout(r, 50))
+      const again = execFileSync('pgrep', ['-P', String(served.proc.pid)], { encoding: 'utf8' }).trim().split('\n').map(Number)
+      expect(again).toHaveLength(2)
+      expect(again).not.toContain(workers[0])
+      expect(await Promise.all(Array.from({ length: 10 }, call))).toEqual(Array(10).fill(200))
+    } finally {
+      expect((await served.stop()).code).toBe(0)
+    }
   }, 60_000)
 
   it('--redis that cannot be reached stops the start with the reason (exit 1), not a server refusing every request', async () => {
