@@ -10,7 +10,8 @@ import { Metrics } from './http/metrics.js'
 import { CsvLog } from './storage/csv-log.js'
 import { ServerLock } from './storage/sqlite/server-lock.js'
 import { SqliteStore } from './storage/sqlite/sqlite-store.js'
-import { createUpstream, type OpenAIUpstream } from './upstream/openai-upstream.js'
+import { createDefaultUpstream } from './upstream/create.js'
+import type { HttpUpstream } from './upstream/http-upstream.js'
 
 export interface GatewaySettings {
   db: string
@@ -56,7 +57,7 @@ export interface BuiltGateway {
   app: ReturnType<typeof createApp>
   gateway: Gateway
   store: SqliteStore
-  upstream: OpenAIUpstream
+  upstream: HttpUpstream
   requestLog: RequestLog
   /** Stops watching the store, waits for every request's row to be committed, closes files, store and transport, and gives up the database. */
   close(): Promise<void>
@@ -82,7 +83,7 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
   }
   const sinks: RowSink[] = settings.csvLog ? [new CsvLog(settings.csvLog)] : []
   const requestLog = new RequestLog(store, sinks, onError)
-  const upstream = createUpstream({ ...settings, warn, clock })
+  const upstream = createDefaultUpstream({ ...settings, warn, clock })
   const accessLog = settings.accessLog === 'off' ? null : new AccessLog(settings.accessLog)
   let metrics: Metrics | null = null
   const gateway = new Gateway({

@@ -205,7 +205,7 @@ export class Gateway {
     const call = this.track(signal)
     let bytes: Uint8Array
     try {
-      bytes = await this.deps.upstream.complete(serialise(prepared), call.signal)
+      bytes = await this.deps.upstream.complete(prepared.model, serialise(prepared), call.signal)
     } catch (err) {
       this.end(record, admission, this.cutUsage(err, prepared), started)
       throw err
@@ -233,7 +233,7 @@ export class Gateway {
     const call = this.track(signal)
     let source: AsyncIterable<Uint8Array>
     try {
-      source = await this.deps.upstream.stream(serialise(prepared), call.signal)
+      source = await this.deps.upstream.stream(prepared.model, serialise(prepared), call.signal)
     } catch (err) {
       call.done()
       this.end(record, admission, this.cutUsage(err, prepared), started)
