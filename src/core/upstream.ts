@@ -12,10 +12,10 @@ export interface Upstream {
   /** For the banner and warnings: 'built-in mock provider', or the base URL without credentials. */
   readonly description: string
   readonly isMock: boolean
-  /** A non-streamed chat completion of `model`: the upstream's response body, byte for byte. */
-  complete(model: string, body: Uint8Array, signal: AbortSignal): Promise<Uint8Array>
+  /** A non-streamed chat completion of `model`: the upstream's response body, byte for byte; within `timeoutMs` (and its own timeout). */
+  complete(model: string, body: Uint8Array, signal: AbortSignal, timeoutMs?: number): Promise<Uint8Array>
   /** A streamed chat completion of `model`: raw SSE bytes as they arrive. */
-  stream(model: string, body: Uint8Array, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>>
+  stream(model: string, body: Uint8Array, signal: AbortSignal, timeoutMs?: number): Promise<AsyncIterable<Uint8Array>>
   /** Model ids the upstream offers. */
   models(signal?: AbortSignal): Promise<string[]>
   /** An upstream-written text made safe to show a client: no credential, no control character. */

@@ -62,12 +62,13 @@ export class HttpUpstream implements Upstream {
     url.password = ''
     this.description = this.isMock ? 'built-in mock provider' : url.href.replace(/\/$/, '')
     this.health = new UpstreamHealth(this.description, options.clock ?? systemClock, options.warn ?? (() => {}))
-    const auth: Record<string, string> = options.provider.kind === 'azure' ? { 'api-key': options.apiKey } : { authorization: `Bearer ${options.apiKey}` }
+    // No key (a local server): no credential header at all.
+    const auth: Record<string, string> = !options.apiKey ? {} : options.provider.kind === 'azure' ? { 'api-key': options.apiKey } : { authorization: `Bearer ${options.apiKey}` }
     this.headers = { 'content-type': 'application/json', accept: 'application/json', ...auth }
   }
 
-  async complete(model: string, body: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
-    const deadline = new Deadline(this.options.totalTimeoutMs)
+  async complete(model: string, body: Uint8Array, signal: AbortSignal, timeoutMs = Infinity): Promise<Uint8Array> {
+    const deadline = new Deadline(Math.min(this.options.totalTimeoutMs, timeoutMs))
     try {
       const res = await this.post(model, body, signal, deadline)
       return await readCapped(deadline.guard(res.body), MAX_RESPONSE_BYTES, () => upstreamError(502, `The upstream's answer exceeded ${MAX_RESPONSE_BYTES} bytes`, 'upstream_too_large'))
@@ -78,8 +79,8 @@ export class HttpUpstream implements Upstream {
     }
   }
 
-  async stream(model: string, body: Uint8Array, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
-    const deadline = new Deadline(this.options.totalTimeoutMs)
+  async stream(model: string, body: Uint8Array, signal: AbortSignal, timeoutMs = Infinity): Promise<AsyncIterable<Uint8Array>> {
+    const deadline = new Deadline(Math.min(this.options.totalTimeoutMs, timeoutMs))
     let source: Readable
     try {
       source = (await this.post(model, body, signal, deadline)).body
