@@ -110,7 +110,7 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
     },
     onError,
   })
-  metrics = new Metrics(() => gateway.queue)
+  metrics = new Metrics(() => gateway.queue, upstreams.map((u) => u.name))
   const stopWatching = gateway.watch()
   const app = createApp({
     gateway,

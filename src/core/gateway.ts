@@ -280,7 +280,7 @@ export class Gateway {
     record.upstreamMs = performance.now() - started
     if (usage) {
       record.usage = usage
-      record.costMicros = this.deps.pricing.costMicros(record.servedModel ?? record.model, usage.promptTokens, usage.completionTokens)
+      record.costMicros = this.deps.pricing.costMicros(record.servedModel ?? record.model, usage.promptTokens, usage.completionTokens, record.upstream)
     }
     admission.settle(usage ?? record.usage)
   }

@@ -3,7 +3,11 @@
  * an upstreams file read as `serve --upstreams` reads it, the real gateway on a loopback port.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { readStream, sleep } from '../reliability/helpers.js'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { parse } from 'csv-parse/sync'
+import { csvPathFor } from '../../src/storage/csv-log.js'
+import { readStream, rowsOf, sleep } from '../reliability/helpers.js'
 import { NO_LIMITS, startGateway, tempDir, upstreamsFile, type TestGateway } from '../support/gateway.js'
 import { refusingPort, startMockUpstream, type Behavior, type MockUpstream } from '../support/mock-upstream.js'
 
@@ -51,7 +55,9 @@ cooldown: {failures: 1000}   # each test scripts its own failures: none may cool
 `,
       { A_KEY: 'sk-upstream-a-canary-0001' },
     )
-    gw = await startGateway({ dir, upstreams, firstByteTimeoutMs: 2_000 })
+    const prices = join(dir, 'prices.json')
+    writeFileSync(prices, JSON.stringify({ shared: { input: 1, output: 1 }, 'a/shared': { input: 2, output: 2 } }))
+    gw = await startGateway({ dir, upstreams, prices, metricsPublic: true, firstByteTimeoutMs: 2_000 })
     key = gw.createKey({ name: 'router', limits: { ...NO_LIMITS, concurrency: null } })
   })
   afterAll(async () => {
@@ -128,6 +134,21 @@ cooldown: {failures: 1000}   # each test scripts its own failures: none may cool
     const r = await post(gw, key, { model: 'fast' })
     expect(r.status).toBe(200)
     expect([chatCalls(a) - beforeA, chatCalls(b) - beforeB]).toEqual([1, 1])
+  })
+
+  it('the log, the CSV, the prices and the metrics say who served, under which name, after how many attempts', async () => {
+    const r = await gw.post('/v1/chat/completions', key, { model: 'fast', messages: MESSAGES, max_tokens: 20 })
+    expect(r.status).toBe(200)
+    const id = r.headers.get('x-request-id')!
+    const row = (await rowsOf(gw)).find((x) => x.requestId === id)!
+    expect(row).toMatchObject({ model: 'fast', upstream: 'a', servedModel: 'only-a', attempts: 2, status: 200 })
+    const csv = parse(readFileSync(csvPathFor(join(gw.dir, 'requests.csv'), row.timestamp.slice(0, 10)), 'utf8'), { columns: true }) as Record<string, string>[]
+    expect(csv.find((x) => x.request_id === id)).toMatchObject({ model: 'fast', upstream: 'a', served_model: 'only-a', attempts: '2' })
+    const rows = (await rowsOf(gw)).filter((x) => x.model === 'shared' && x.status === 200)
+    for (const x of rows.slice(0, 50)) expect(x.costMicros).toBe((x.upstream === 'a' ? 2 : 1) * x.totalTokens)
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text()
+    expect(metrics).toMatch(/gateway_requests_total\{route="\/v1\/chat\/completions",status="200",model="shared",upstream="a"\} \d+/)
+    expect(metrics).toMatch(/gateway_requests_total\{route="\/v1\/chat\/completions",status="200",model="shared",upstream="b"\} \d+/)
   })
 
   it('a 400 is not retried: the client gets it, the next entry is never asked', async () => {
