@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs'
 import { LineCounter, parseDocument, type Document } from 'yaml'
 import { DEFAULT_COOLDOWN, type LoadedUpstreams, type RouteTarget, type RoutingConfig, type UpstreamSpec } from '../core/routing/config.js'
-import { badRequest } from '../core/errors.js'
+import { badRequest, GatewayError } from '../core/errors.js'
+import { escapeControl } from './table.js'
 import { parseDuration } from './durations.js'
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
@@ -14,6 +15,14 @@ const TOP_FIELDS = new Set(['upstreams', 'models', 'cooldown'])
 const SECRET_FIELDS = new Set(['api_key', 'apikey', 'key', 'secret', 'token', 'password', 'authorization'])
 
 type Path = (string | number)[]
+
+/** A refused upstreams file: every problem is one line (`problems`), the message all of them. */
+export class UpstreamsFileError extends GatewayError {
+  constructor(readonly problems: string[]) {
+    // No param: each problem names the file already, the CLI puts no flag in front.
+    super(400, 'invalid_request_error', 'bad_upstreams', problems.join('; '))
+  }
+}
 
 /** Reads and validates an upstreams file (YAML, so JSON too), then the keys it names from `env` (not needed with --mock). */
 export function loadUpstreamsFile(file: string, env: NodeJS.ProcessEnv, options: { needKeys: boolean } = { needKeys: true }): LoadedUpstreams {
@@ -30,9 +39,9 @@ export function loadUpstreamsFile(file: string, env: NodeJS.ProcessEnv, options:
     if (u.apiKeyEnv === null || !options.needKeys) continue
     const value = env[u.apiKeyEnv]?.trim()
     if (value) keys[u.name] = value
-    else missing.push(`${file}: upstream "${u.name}": api_key_env ${u.apiKeyEnv} is not set in the environment`)
+    else missing.push(escapeControl(`${file}: upstream "${u.name}": api_key_env ${u.apiKeyEnv} is not set in the environment`))
   }
-  if (missing.length > 0) throw badRequest(missing.join('\n'), 'upstreams', 'bad_upstreams')
+  if (missing.length > 0) throw new UpstreamsFileError(missing)
   return { config, keys }
 }
 
@@ -41,11 +50,11 @@ export function parseUpstreams(text: string, file: string): RoutingConfig {
   const lines = new LineCounter()
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true })
   const errors: string[] = []
-  for (const e of doc.errors) errors.push(`${file}:${e.linePos?.[0].line ?? 1}: ${e.message.split('\n')[0]}`)
-  if (errors.length > 0) throw badRequest(errors.join('\n'), 'upstreams', 'bad_upstreams')
+  for (const e of doc.errors) errors.push(escapeControl(`${file}:${e.linePos?.[0].line ?? 1}: ${e.message.split('\n')[0]}`))
+  if (errors.length > 0) throw new UpstreamsFileError(errors)
   const v = new Validator(doc, lines, file)
   const config = v.config(doc.toJS() as unknown)
-  if (v.errors.length > 0) throw badRequest(v.errors.join('\n'), 'upstreams', 'bad_upstreams')
+  if (v.errors.length > 0) throw new UpstreamsFileError(v.errors.sort((x, y) => lineOf(x) - lineOf(y)))
   return config
 }
 
@@ -62,7 +71,7 @@ class Validator {
     const node = this.doc.getIn(path, true) as { range?: [number, number, number] } | undefined
     const line = node?.range ? this.lines.linePos(node.range[0]).line : this.lineOfParent(path)
     const field = path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`)).join('')
-    this.errors.push(`${this.file}:${line}: ${field || '(top level)'}: ${message}`)
+    this.errors.push(escapeControl(`${this.file}:${line}: ${field || '(top level)'}: ${message}`))
   }
 
   private lineOfParent(path: Path): number {
@@ -82,12 +91,16 @@ class Validator {
     }
     this.unknown(root, [], TOP_FIELDS)
     if (!Array.isArray(root.upstreams) || root.upstreams.length === 0) this.fail(['upstreams'], 'a non-empty list of upstreams is required')
-    else root.upstreams.forEach((u, i) => {
-      const spec = this.upstream(u, ['upstreams', i])
-      if (!spec) return
-      if (config.upstreams.some((o) => o.name === spec.name)) this.fail(['upstreams', i, 'name'], `"${spec.name}" names two upstreams`)
-      else config.upstreams.push(spec)
-    })
+    else {
+      const names = new Set<unknown>()
+      root.upstreams.forEach((u, i) => {
+        const name = isObject(u) ? u.name : undefined
+        if (typeof name === 'string' && names.has(name)) this.fail(['upstreams', i, 'name'], `"${name}" names two upstreams`)
+        names.add(name)
+        const spec = this.upstream(u, ['upstreams', i])
+        if (spec && !config.upstreams.some((o) => o.name === spec.name)) config.upstreams.push(spec)
+      })
+    }
     if (root.cooldown !== undefined) {
       if (!isObject(root.cooldown)) this.fail(['cooldown'], 'must be a mapping: {failures: 3, duration: 30s}')
       else {
@@ -240,6 +253,11 @@ class Validator {
       }
     }
   }
+}
+
+/** The line a problem names (`file:LINE: …`), for listing them in file order. */
+function lineOf(problem: string): number {
+  return Number(/:(\d+): /.exec(problem)?.[1] ?? 0)
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -57,6 +57,7 @@ export const ERROR_CODES = [
   'model_not_found',
   'upstream_busy',
   'bad_upstreams',
+  'gateway_unreachable',
   'method_not_allowed',
   'file_exists',
   'invalid_base_url',
