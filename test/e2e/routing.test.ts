@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parse } from 'csv-parse/sync'
 import { csvPathFor } from '../../src/storage/csv-log.js'
-import { readStream, rowsOf, sleep } from '../reliability/helpers.js'
+import { readStream, rowsOf, sleep, until } from '../reliability/helpers.js'
 import { NO_LIMITS, startGateway, tempDir, upstreamsFile, type TestGateway } from '../support/gateway.js'
 import { refusingPort, startMockUpstream, type Behavior, type MockUpstream } from '../support/mock-upstream.js'
 
@@ -149,6 +149,15 @@ cooldown: {failures: 1000}   # each test scripts its own failures: none may cool
     const metrics = await (await fetch(`${gw.url}/metrics`)).text()
     expect(metrics).toMatch(/gateway_requests_total\{route="\/v1\/chat\/completions",status="200",model="shared",upstream="a"\} \d+/)
     expect(metrics).toMatch(/gateway_requests_total\{route="\/v1\/chat\/completions",status="200",model="shared",upstream="b"\} \d+/)
+  })
+
+  it('an alias falls back from an upstream that sends no headers within the first-byte timeout', async () => {
+    a.script({ kind: 'hang' })
+    const [beforeB, abandoned] = [chatCalls(b), a.abandoned]
+    const r = await post(gw, key, { model: 'fast' })
+    expect(r.status).toBe(200)
+    expect(chatCalls(b)).toBe(beforeB + 1)
+    expect(a.abandoned, 'the hanging call was closed').toBe(abandoned + 1)
   })
 
   it('a 400 is not retried: the client gets it, the next entry is never asked', async () => {
@@ -299,5 +308,50 @@ describe('Azure OpenAI', () => {
     expect([s.done, s.content]).toEqual([true, 'Echo: route me'])
     const models = (await (await fetch(`${gw.url}/v1/models`, { headers: { authorization: `Bearer ${key}` } })).json()) as { data: { id: string }[] }
     expect(models.data.map((m) => m.id)).toEqual(['gpt-4o-mini'])
+  })
+})
+
+describe('max_inflight', () => {
+  let p: MockUpstream
+  let q: MockUpstream
+  let gw: TestGateway
+  let key: string
+
+  beforeAll(async () => {
+    p = await startMockUpstream()
+    q = await startMockUpstream()
+    const dir = tempDir()
+    const upstreams = upstreamsFile(
+      dir,
+      `upstreams:
+  - {name: p, base_url: "${p.url}", models: [m], max_inflight: 1}
+  - {name: q, base_url: "${q.url}", models: [m]}
+models:
+  p-first: [{upstream: p, model: m}, {upstream: q, model: m}]
+  p-only: [{upstream: p, model: m}]
+`,
+    )
+    gw = await startGateway({ dir, upstreams })
+    key = gw.createKey({ name: 'cap', limits: { ...NO_LIMITS, concurrency: null } })
+  })
+  afterAll(async () => {
+    await gw.stop()
+    await p.close()
+    await q.close()
+  })
+
+  it('an upstream at its max_inflight is passed over; with no other candidate the answer is 503 upstream_busy', async () => {
+    p.script({ kind: 'normal', delayMs: 800 })
+    const slow = post(gw, key, { model: 'p-first' })
+    expect(await until(() => chatCalls(p) === 1)).toBe(true)
+    const second = await post(gw, key, { model: 'p-first' })
+    expect(second.status).toBe(200)
+    expect(chatCalls(q)).toBe(1)
+    const busy = await gw.post('/v1/chat/completions', key, { model: 'p-only', messages: MESSAGES, max_tokens: 5 })
+    expect(busy.status).toBe(503)
+    expect(busy.headers.get('retry-after')).toBe('1')
+    expect(((await busy.json()) as { error: { code: string } }).error.code).toBe('upstream_busy')
+    expect((await slow).status).toBe(200)
+    expect(chatCalls(p)).toBe(1)
   })
 })
