@@ -29,8 +29,8 @@ const HEAP_GROWING_PERCENT = 25
 export default class Serve extends BaseCommand<typeof Serve> {
   static override summary = 'Start the gateway'
   static override description =
-    'Serves the OpenAI-compatible API and the /chat route on 127.0.0.1:8080 by default. The upstream is configured by OPENAI_API_KEY and OPENAI_BASE_URL; without a key (or with --mock) a built-in mock provider answers.'
-  static override examples = ['<%= config.bin %> serve', 'OPENAI_API_KEY=sk-... <%= config.bin %> serve --host 0.0.0.0 --port 8080']
+    'Serves the OpenAI-compatible API and the /chat route on 127.0.0.1:8080 by default. The upstream is configured by OPENAI_API_KEY and OPENAI_BASE_URL, or several by --upstreams FILE (models, aliases, fallbacks; keys from the environment); without either (or with --mock) a built-in mock provider answers.'
+  static override examples = ['<%= config.bin %> serve', 'OPENAI_API_KEY=sk-... <%= config.bin %> serve --host 0.0.0.0 --port 8080', 'OPENAI_API_KEY=sk-... AZURE_KEY=... <%= config.bin %> serve --upstreams upstreams.yaml']
   static override createsDatabase = true
   static override flags = {
     host: Flags.string({ description: 'address to bind (0.0.0.0 exposes it: put TLS in front)', env: 'GATEWAY_HOST', default: '127.0.0.1' }),
