@@ -201,8 +201,7 @@ export class Gateway {
 
   /** A non-streamed completion: admitted, forwarded, metered. */
   async complete(record: RequestRecord, key: ApiKey, prepared: PreparedChat, signal: AbortSignal, queueTimeoutMs?: number): Promise<Completion> {
-    const route = this.route(key, prepared)
-    const admission = await this.begin(record, key, prepared, signal, queueTimeoutMs)
+    const { route, admission } = await this.begin(record, key, prepared, signal, queueTimeoutMs)
     const started = performance.now()
     const call = this.track(signal)
     let bytes: Uint8Array
@@ -230,8 +229,7 @@ export class Gateway {
 
   /** A streamed completion: SSE relayed event by event, metered, logged before its last event. */
   async stream(record: RequestRecord, key: ApiKey, prepared: PreparedChat, signal: AbortSignal, queueTimeoutMs?: number): Promise<StreamedCompletion> {
-    const route = this.route(key, prepared)
-    const admission = await this.begin(record, key, prepared, signal, queueTimeoutMs)
+    const { route, admission } = await this.begin(record, key, prepared, signal, queueTimeoutMs)
     const started = performance.now()
     const call = this.track(signal)
     // With another upstream to fall back to, the first chunk is awaited before anything reaches
@@ -259,20 +257,22 @@ export class Gateway {
     return this.deps.router.models()
   }
 
-  /** The upstreams a request may go to, found before admission: an unknown model reserves nothing. */
+  /** The upstreams a request may go to. */
   private route(key: ApiKey, prepared: PreparedChat): Route {
     const router = this.deps.router
     return router.route(prepared.model, () => key.models?.filter((m) => router.serves(m)) ?? router.listedModels())
   }
 
-  private async begin(record: RequestRecord, key: ApiKey, prepared: PreparedChat, signal: AbortSignal, queueTimeoutMs?: number): Promise<Admission> {
+  /** The route, found before admission (an unknown model reserves nothing), and the admission. */
+  private async begin(record: RequestRecord, key: ApiKey, prepared: PreparedChat, signal: AbortSignal, queueTimeoutMs?: number): Promise<{ route: Route; admission: Admission }> {
     if (this.stopping) throw shuttingDown()
     record.model = prepared.model
     if (this.deps.options.logBodies) record.requestBody = JSON.stringify(prepared.body)
+    const route = this.route(key, prepared)
     const admission = await this.admission.admit(key, this.limitsOf(key), prepared, { signal, timeoutMs: queueTimeoutMs })
     record.queuedMs = admission.queuedMs
     record.day = admission.day
-    return admission
+    return { route, admission }
   }
 
   /** Settles the admission to what was used (nothing, when the upstream reported nothing). */

@@ -102,6 +102,8 @@ cooldown: {failures: 1000}   # each test scripts its own failures: none may cool
     expect(r.json.error).toMatchObject({ code: 'model_not_found', param: 'model', type: 'invalid_request_error' })
     expect(r.json.error.message).toContain('"gpt-nope"')
     for (const m of ['shared', 'only-a', 'only-b', 'fast']) expect(r.json.error.message).toContain(m)
+    const row = (await rowsOf(gw)).filter((x) => x.model === 'gpt-nope').at(-1)
+    expect(row).toMatchObject({ status: 404, errorCode: 'model_not_found', upstream: null, attempts: 0, totalTokens: 0 })
     const limited = gw.createKey({ name: 'limited', models: ['only-a', 'gpt-nope'], limits: NO_LIMITS })
     const l = await post(gw, limited, { model: 'gpt-nope' })
     expect(l.status).toBe(404)
