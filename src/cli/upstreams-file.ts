@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { LineCounter, parseDocument, type Document } from 'yaml'
 import { DEFAULT_COOLDOWN, type LoadedUpstreams, type RouteTarget, type RoutingConfig, type UpstreamSpec } from '../core/routing/config.js'
 import { badRequest, GatewayError } from '../core/errors.js'
-import { escapeControl } from './table.js'
+import { escapeControl } from '../core/escape.js'
 import { parseDuration } from './durations.js'
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
