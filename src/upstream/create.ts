@@ -61,6 +61,7 @@ export function createUpstreams(settings: UpstreamSettings): Upstreams {
           name: spec.name,
           provider: spec.provider === 'azure' ? { kind: 'azure', apiVersion: spec.apiVersion ?? '', deployments: spec.deployments } : { kind: 'openai' },
           keyEnv: spec.apiKeyEnv ?? `an api_key_env for upstream "${spec.name}"`,
+          urlSetting: `the base_url of upstream "${spec.name}"`,
           apiKey: file.keys[spec.name] ?? '',
           baseURL: spec.baseURL,
           transport: pooledTransportFor(Math.min(settings.firstByteTimeoutMs, totalTimeoutMs)),

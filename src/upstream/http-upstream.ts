@@ -19,6 +19,8 @@ export interface HttpUpstreamOptions {
   apiKey: string
   /** Where the key comes from, named in the auth-failure message. */
   keyEnv: string
+  /** Where the base URL is set, named in warnings (default OPENAI_BASE_URL). */
+  urlSetting?: string
   transport: Transport
   /** No response headers within this → 504. */
   firstByteTimeoutMs: number
@@ -61,7 +63,7 @@ export class HttpUpstream implements Upstream {
     url.username = ''
     url.password = ''
     this.description = this.isMock ? 'built-in mock provider' : url.href.replace(/\/$/, '')
-    this.health = new UpstreamHealth(this.description, options.clock ?? systemClock, options.warn ?? (() => {}))
+    this.health = new UpstreamHealth(this.description, options.clock ?? systemClock, options.warn ?? (() => {}), { url: options.urlSetting ?? 'OPENAI_BASE_URL', key: options.keyEnv })
     // No key (a local server): no credential header at all.
     const auth: Record<string, string> = !options.apiKey ? {} : options.provider.kind === 'azure' ? { 'api-key': options.apiKey } : { authorization: `Bearer ${options.apiKey}` }
     this.headers = { 'content-type': 'application/json', accept: 'application/json', ...auth }

@@ -179,8 +179,8 @@ cooldown: {failures: 1000}   # each test scripts its own failures: none may cool
     expect(r.json.error.code).toBe('upstream_error')
   })
 
-  it('a stream falls back before its first byte (a 500, or a connection closed with no data)', async () => {
-    for (const behavior of [{ kind: 'status', status: 500 }, { kind: 'raw', chunks: [], end: false }] satisfies Behavior[]) {
+  it('a stream falls back before its first byte (a 500, a connection closed or a stream ended with no data)', async () => {
+    for (const behavior of [{ kind: 'status', status: 500 }, { kind: 'raw', chunks: [], end: false }, { kind: 'raw', chunks: [], end: true }] satisfies Behavior[]) {
       a.script(behavior)
       const beforeB = chatCalls(b)
       const res = await gw.post('/v1/chat/completions', key, { model: 'fast', messages: MESSAGES, max_tokens: 20, stream: true })

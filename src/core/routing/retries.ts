@@ -1,3 +1,5 @@
+import { upstreamError } from '../errors.js'
+
 /** The most one backoff waits, however many attempts came before. */
 const MAX_BACKOFF_MS = 2_000
 
@@ -28,15 +30,15 @@ export function sleepUnlessAborted(ms: number, signal: AbortSignal): Promise<voi
  */
 export async function withFirstChunk(source: AsyncIterable<Uint8Array>, onFailure: (err: unknown) => unknown): Promise<AsyncIterable<Uint8Array>> {
   const it = source[Symbol.asyncIterator]()
-  let first: IteratorResult<Uint8Array>
+  let first: IteratorResult<Uint8Array, unknown>
   try {
     first = await it.next()
   } catch (err) {
     throw onFailure(err)
   }
+  if (first.done) throw onFailure(upstreamError(502, 'The upstream ended the stream before any data', 'upstream_incomplete'))
   return (async function* rest() {
     try {
-      if (first.done) return
       yield first.value
       for (let next = await it.next(); !next.done; next = await it.next()) yield next.value
     } finally {

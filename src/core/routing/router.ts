@@ -184,8 +184,12 @@ export class Router {
         return value
       } catch (err) {
         last = err
-        if (signal.aborted || !isRetryable(err)) {
-          entry.cooldown.release()
+        if (signal.aborted) {
+          entry.cooldown.release() // the client left: says nothing about the upstream
+          throw err
+        }
+        if (!isRetryable(err)) {
+          entry.cooldown.success() // it answered (a 400, a 401…): reachable, and the client gets its answer
           throw err
         }
         entry.cooldown.failure(this.clock.now())
