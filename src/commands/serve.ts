@@ -123,7 +123,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
           host: f.host,
           db: resolve(settings.db),
           csvLog: info.csvLog === null ? null : resolve(info.csvLog),
-          mockReason: !mock ? null : apiKey ? 'flag' : 'no-key',
+          mockReason: !mock ? null : f.mock ? 'flag' : 'no-key',
           hasKeys: built.store.listKeys().length > 0,
           dbIsDefault: f.db === Serve.baseFlags.db.default,
         }),
