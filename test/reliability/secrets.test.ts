@@ -220,13 +220,15 @@ cooldown: {failures: 1000}
       }
       for (const stream of [false, true]) for (let i = 0; i < 4; i++) expect(await chat(i % 2 ? 'gpt-4o-mini' : 'chain', stream)).toBe(200)
       // Each upstream echoes its own key in its failures; the chain falls back through all three.
+      // Two requests fail on all three (a 500, then a 429); the third stops at one's 400, which is
+      // relayed (no retry); every script is used up, so `upstreams check` below finds them well.
       for (const [mock, key] of [[one, keys.one], [azure, keys.azure], [two, keys.two]] as const) {
         mock.script(
           { kind: 'status', status: 500, body: JSON.stringify({ error: { message: `internal error for ${key}` } }) },
           { kind: 'status', status: 429, headers: { 'x-echo': key }, body: JSON.stringify({ error: { message: `Rate limit reached for ${key}` } }) },
-          { kind: 'status', status: 400, body: JSON.stringify({ error: { message: `bad request with ${key}`, code: key, param: key } }) },
         )
       }
+      one.script({ kind: 'status', status: 400, body: JSON.stringify({ error: { message: `bad request with ${keys.one}`, code: keys.one, param: keys.one } }) })
       for (let i = 0; i < 4; i++) await chat('chain', i % 2 === 1)
       expect(one.requests.some((r) => r.headers.authorization === `Bearer ${keys.one}`)).toBe(true)
       expect(two.requests.some((r) => r.headers.authorization === `Bearer ${keys.two}`)).toBe(true)
@@ -238,6 +240,8 @@ cooldown: {failures: 1000}
         haystack[`cli: ${args.join(' ')}`] = r.stdout + r.stderr
       }
       expect(haystack[`cli: logs export`]).toContain('chain')
+      const check = JSON.parse(haystack[`cli: upstreams check --upstreams ${file} --json`]) as { upstreams: { name: string; ok: boolean }[] }
+      expect(check.upstreams.map((u) => [u.name, u.ok])).toEqual([['one', true], ['two', true], ['az', true]]) // Azure through the SDK's AzureOpenAI too
       await gw.stop()
       haystack['serve'] = gw.stdout() + gw.stderr()
       for (const f of readdirSync(home)) if (!f.endsWith('.yaml')) haystack[f] = readFileSync(join(home, f)).toString('latin1')
