@@ -11,7 +11,10 @@ import { CsvLog } from './storage/csv-log.js'
 import { RedisLimiter } from './storage/redis/redis-limiter.js'
 import { ServerLock } from './storage/sqlite/server-lock.js'
 import { SqliteStore } from './storage/sqlite/sqlite-store.js'
-import { createUpstream, type OpenAIUpstream } from './upstream/openai-upstream.js'
+import type { LoadedUpstreams } from './core/routing/config.js'
+import { Router } from './core/routing/router.js'
+import { createUpstreams } from './upstream/create.js'
+import type { HttpUpstream } from './upstream/http-upstream.js'
 
 export interface GatewaySettings {
   db: string
@@ -40,6 +43,8 @@ export interface GatewaySettings {
   redisLeaseMs: number
   /** With Redis: how long it may answer nothing before requests get 503 limiter_unavailable. */
   redisTimeoutMs: number
+  /** `--upstreams FILE`, read and validated; without it OPENAI_API_KEY / OPENAI_BASE_URL make one upstream. */
+  upstreams?: LoadedUpstreams
 }
 
 export const DEFAULT_SETTINGS: Omit<GatewaySettings, 'db'> = {
@@ -66,7 +71,10 @@ export interface BuiltGateway {
   app: ReturnType<typeof createApp>
   gateway: Gateway
   store: SqliteStore
-  upstream: OpenAIUpstream
+  /** The first upstream (the only one without an upstreams file): banner and --check-upstream. */
+  upstream: HttpUpstream
+  upstreams: HttpUpstream[]
+  router: Router
   requestLog: RequestLog
   /** Connects the limiter (Redis); rejects when it cannot. */
   ready(): Promise<void>
@@ -95,13 +103,16 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
   }
   const sinks: RowSink[] = settings.csvLog ? [new CsvLog(settings.csvLog)] : []
   const requestLog = new RequestLog(store, sinks, onError)
-  const upstream = createUpstream({ ...settings, warn, clock })
+  const made = createUpstreams({ ...settings, warn, clock })
+  const upstreams = made.routed.map((r) => r.upstream)
+  const upstream = upstreams[0]
+  const router = new Router(made.routed, made.aliases, { cooldown: made.cooldown, deadlineMs: settings.totalTimeoutMs }, clock)
   const accessLog = settings.accessLog === 'off' ? null : new AccessLog(settings.accessLog)
   let metrics: Metrics | null = null
   const gateway = new Gateway({
     store,
     clock,
-    upstream,
+    router,
     calendar,
     pricing,
     requestLog,
@@ -113,14 +124,18 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
     onError,
     limiter: settings.redis === null ? undefined : (queue) => new RedisLimiter({ url: settings.redis!, leaseMs: settings.redisLeaseMs, timeoutMs: settings.redisTimeoutMs, queueTimeoutMs: settings.queueTimeoutMs, store, calendar, clock, queue, warn }),
   })
-  metrics = new Metrics(() => gateway.queue)
+  metrics = new Metrics(() => gateway.queue, upstreams.map((u) => u.name))
   const stopWatching = gateway.watch()
   const app = createApp({
     gateway,
     usage: new UsageReports(store),
     metrics,
     clock,
-    upstreamState: () => ({ mode: upstream.isMock ? 'mock' : 'upstream', ...upstream.health.state() }),
+    upstreamState: () => ({
+      mode: made.isMock ? 'mock' : 'upstream',
+      ...upstream.health.state(),
+      upstreams: router.views().map((view, i) => ({ ...view, ...upstreams[i].health.state() })),
+    }),
     model: settings.model,
     options: { bodyLimit: settings.bodyLimit, trustProxy: settings.trustProxy, metricsPublic: settings.metricsPublic },
     onUnexpected: onError,
@@ -130,6 +145,8 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
     gateway,
     store,
     upstream,
+    upstreams,
+    router,
     requestLog,
     ready: () => gateway.limiter.ready(),
     async close() {
@@ -143,7 +160,7 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
       await gateway.limiter.close()
       store.close()
       lock?.release()
-      await upstream.close()
+      await Promise.all(upstreams.map((u) => u.close()))
     },
   }
 }

@@ -12,6 +12,7 @@ import { parseLimitValue } from '../core/limits.js'
 import { firstEvent } from '../first-event.js'
 import { isWorker, leavePrimary, runWorkers, tellPrimary } from '../cli/workers.js'
 import { ACCESS_LOG_FORMATS } from '../http/access-log.js'
+import { loadUpstreamsFile } from '../cli/upstreams-file.js'
 import { checkBaseUrl, probeUpstream, type UpstreamCheck } from '../upstream/check.js'
 import { startServer } from '../server.js'
 import { csvPathFor, defaultCsvBase } from '../storage/csv-log.js'
@@ -34,8 +35,8 @@ const HEAP_GROWING_PERCENT = 25
 export default class Serve extends BaseCommand<typeof Serve> {
   static override summary = 'Start the gateway'
   static override description =
-    'Serves the OpenAI-compatible API and the /chat route on 127.0.0.1:8080 by default. The upstream is configured by OPENAI_API_KEY and OPENAI_BASE_URL; without a key (or with --mock) a built-in mock provider answers.'
-  static override examples = ['<%= config.bin %> serve', 'OPENAI_API_KEY=sk-... <%= config.bin %> serve --host 0.0.0.0 --port 8080']
+    'Serves the OpenAI-compatible API and the /chat route on 127.0.0.1:8080 by default. The upstream is configured by OPENAI_API_KEY and OPENAI_BASE_URL, or several by --upstreams FILE (models, aliases, fallbacks; keys from the environment); without either (or with --mock) a built-in mock provider answers.'
+  static override examples = ['<%= config.bin %> serve', 'OPENAI_API_KEY=sk-... <%= config.bin %> serve --host 0.0.0.0 --port 8080', 'OPENAI_API_KEY=sk-... AZURE_KEY=... <%= config.bin %> serve --upstreams upstreams.yaml']
   static override createsDatabase = true
   static override flags = {
     host: Flags.string({ description: 'address to bind (0.0.0.0 exposes it: put TLS in front)', env: 'GATEWAY_HOST', default: '127.0.0.1' }),
@@ -56,7 +57,8 @@ export default class Serve extends BaseCommand<typeof Serve> {
     prices: Flags.string({ description: 'JSON file of model prices (USD per 1M tokens) laid over the bundled table', env: 'GATEWAY_PRICES' }),
     'body-limit': Flags.integer({ description: 'largest request body in bytes', env: 'GATEWAY_BODY_LIMIT', default: DEFAULT_SETTINGS.bodyLimit, min: 1024 }),
     'access-log': Flags.option({ options: ACCESS_LOG_FORMATS, description: 'one line per request on stdout (default: text, json with --json)', env: 'GATEWAY_ACCESS_LOG' })(),
-    'check-upstream': Flags.boolean({ description: 'list the upstream\'s models once before listening and report it; exit 2 if that fails', env: 'GATEWAY_CHECK_UPSTREAM', default: false }),
+    'check-upstream': Flags.boolean({ description: 'list each upstream\'s models once before listening and report it; exit 2 if that fails', env: 'GATEWAY_CHECK_UPSTREAM', default: false }),
+    upstreams: Flags.string({ description: 'YAML (or JSON) file of upstreams, their models and aliases; keys come from the environment (see docs/operations.md)', env: 'GATEWAY_UPSTREAMS' }),
     redis: Flags.string({ description: 'Redis URL holding every rate limit, budget and concurrency slot, shared by all gateways on it (e.g. redis://127.0.0.1:6379/0)', env: 'GATEWAY_REDIS_URL' }),
     'redis-lease': Flags.string({ description: 'with --redis: how long a stopped gateway\'s reservations and slots stay held', env: 'GATEWAY_REDIS_LEASE', default: seconds(DEFAULT_SETTINGS.redisLeaseMs) }),
     'redis-timeout': Flags.string({ description: 'with --redis: how long Redis may answer nothing before requests get 503 limiter_unavailable', env: 'GATEWAY_REDIS_TIMEOUT', default: `${DEFAULT_SETTINGS.redisTimeoutMs}ms` }),
@@ -77,12 +79,14 @@ export default class Serve extends BaseCommand<typeof Serve> {
     const redisTimeoutMs = parseDuration(f['redis-timeout'], '--redis-timeout')
     if (f.workers > 1 && !isWorker()) return this.primary(f.workers)
     const apiKey = process.env.OPENAI_API_KEY?.trim() || undefined
-    const mock = f.mock || !apiKey
+    const upstreams = f.upstreams ? loadUpstreamsFile(f.upstreams, process.env, { needKeys: !f.mock }) : undefined
+    const mock = f.mock || (!apiKey && !upstreams)
     const settings: GatewaySettings = {
       db: f.db,
       mock,
       apiKey,
-      baseURL: mock ? undefined : checkBaseUrl(process.env.OPENAI_BASE_URL),
+      baseURL: mock || upstreams ? undefined : checkBaseUrl(process.env.OPENAI_BASE_URL),
+      upstreams,
       model: f.model,
       firstByteTimeoutMs: parseDuration(f['upstream-ttfb-timeout'], '--upstream-ttfb-timeout'),
       totalTimeoutMs: parseDuration(f['upstream-timeout'], '--upstream-timeout'),
@@ -112,10 +116,12 @@ export default class Serve extends BaseCommand<typeof Serve> {
     }
     let check: UpstreamCheck | undefined
     if (f['check-upstream']) {
-      check = await probeUpstream(built.upstream)
-      if (!check.ok) {
-        await built.close()
-        throw badRequest(`--check-upstream: ${built.upstream.description} failed: ${check.message}`, 'check-upstream', 'upstream_check_failed')
+      for (const upstream of built.upstreams) {
+        check = await probeUpstream(upstream)
+        if (!check.ok) {
+          await built.close()
+          throw badRequest(`--check-upstream: ${upstream.description} failed: ${check.message}`, 'check-upstream', 'upstream_check_failed')
+        }
       }
     }
     const server = await startServer(built, f.host, f.port).catch(async (err: unknown) => {
@@ -125,8 +131,8 @@ export default class Serve extends BaseCommand<typeof Serve> {
     const info = {
       url: server.url,
       port: server.port,
-      mode: built.upstream.isMock ? 'mock' : 'upstream',
-      upstream: built.upstream.description,
+      mode: mock ? 'mock' : 'upstream',
+      upstream: upstreams ? built.upstreams.map((u) => `${u.name} (${u.description})`).join(', ') : built.upstream.description,
       model: settings.model,
       db: settings.db,
       csvLog: settings.csvLog ? csvPathFor(settings.csvLog, 'YYYY-MM-DD') : null,
@@ -156,7 +162,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
           host: f.host,
           db: resolve(settings.db),
           csvLog: info.csvLog === null ? null : resolve(info.csvLog),
-          mockReason: !mock ? null : apiKey ? 'flag' : 'no-key',
+          mockReason: !mock ? null : f.mock ? 'flag' : 'no-key',
           hasKeys: built.store.listKeys().length > 0,
           dbIsDefault: f.db === Serve.baseFlags.db.default,
         }),

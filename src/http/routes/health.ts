@@ -17,7 +17,7 @@ export function shallowHealth({ gateway }: AppServices) {
   }
 }
 
-/** The store's, the upstream's and the limiter's state: `degraded` while the upstream's last call failed or Redis is out of reach. */
+/** The store's, the upstreams' and the limiter's state: `degraded` while the (first) upstream's last call failed, an upstream is in cooldown, or Redis is out of reach. */
 export function deepHealth({ gateway, upstreamState }: AppServices) {
   return function health(c: Context<AppEnv>) {
     const started = performance.now()
@@ -25,7 +25,8 @@ export function deepHealth({ gateway, upstreamState }: AppServices) {
     const store = { ok: true, ms: Math.round((performance.now() - started) * 100) / 100 }
     const upstream = upstreamState()
     const failing = upstream.lastFailure !== null && (upstream.lastSuccessAt === null || upstream.lastFailure.at > upstream.lastSuccessAt)
+    const cooling = upstream.upstreams.some((u) => u.state !== 'closed')
     const limiter = gateway.limiter.state()
-    return c.json({ status: failing || !limiter.ok ? 'degraded' : 'ok', store, upstream, limiter })
+    return c.json({ status: failing || cooling || !limiter.ok ? 'degraded' : 'ok', store, upstream, limiter })
   }
 }
