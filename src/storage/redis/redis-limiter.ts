@@ -24,8 +24,6 @@ const RECONNECT_MS = 100
 const CONNECT_WAIT_MS = 5_000
 /** Between retries of settles Redis could not take. */
 const SETTLE_RETRY_MS = 250
-/** How long a fresh read of the store's daily totals serves re-seeding. */
-const SEED_TTL_MS = 1_000
 /** Polling for a per-key concurrency slot held elsewhere: from this, doubling, up to the cap. */
 const SLOT_POLL_MS = [5, 100] as const
 
@@ -265,6 +263,7 @@ export class RedisLimiter implements Limiter {
     const keys = ['req', 'tok', 'tok:a', 'cc', 'lease', `b:${day}`, `r:${id}`].map((k) => prefix + k)
     const args = [prefix, id, this.o.leaseMs, limits.rpm ?? -1, limits.tpm ?? -1, limits.dailyTokens ?? -1, limits.concurrency ?? -1, amount, day, seed].map(String)
     let r: number[]
+    const sentAt = performance.now()
     try {
       r = (await this.eval(SCRIPTS.admit, keys, args)) as number[]
     } catch (err) {
@@ -274,7 +273,7 @@ export class RedisLimiter implements Limiter {
     }
     if (r[0] === ADMIT.seed) {
       if (seed !== '') throw limiterUnavailable() // seeded and gone again at once: Redis is evicting
-      return this.take(prefix, id, keyId, limits, prepared, day, String((await this.dailyTotals(day)).get(keyId) ?? 0))
+      return this.take(prefix, id, keyId, limits, prepared, day, String((await this.dailyTotals(day, sentAt)).get(keyId) ?? 0))
     }
     this.reaped(keyId, r.slice(10))
     return {
@@ -363,10 +362,15 @@ export class RedisLimiter implements Limiter {
     return (await this.eval(SCRIPTS.address, [window], [String(limit), this.newId()])) as number
   }
 
-  /** The store's per-key totals of `day`, read afresh at most once a second (re-seeding an empty Redis). */
-  private dailyTotals(day: string): Promise<Map<string, number>> {
-    const now = Date.now()
-    if (this.seeds?.day !== day || now - this.seeds.at > SEED_TTL_MS) {
+  /**
+   * The store's per-key totals of `day`, to seed a budget Redis does not have (a new day, or
+   * an empty Redis). One read serves every request that found the budget missing before it
+   * began (a burst shares it); a read begun earlier may predate what the store has since
+   * committed, so it is not reused.
+   */
+  private dailyTotals(day: string, notBefore: number): Promise<Map<string, number>> {
+    const now = performance.now()
+    if (this.seeds?.day !== day || this.seeds.at < notBefore) {
       const totals = Promise.resolve(this.o.store.dailyUsage(day)).then((rows) => new Map(rows.map((u) => [u.keyId, u.totalTokens])))
       this.seeds = { day, at: now, totals }
       totals.catch(() => (this.seeds = null))
