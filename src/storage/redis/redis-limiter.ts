@@ -401,8 +401,8 @@ export class RedisLimiter implements Limiter {
    * all for `timeoutMs` (paused, swapping, a partition). The client's own timeout ends
    * once a command is written, and a plain timer would also fire on this process's own
    * backlog (a burst of requests keeps the event loop busy while Redis answers on time), so
-   * the timer checks, after the pending replies are read (setImmediate), whether any answer
-   * came lately, and waits on if one did. The command may still run after a timeout, which is
+   * the timer checks, once the sockets have been read again, whether any answer came
+   * lately, and waits on if one did. The command may still run after a timeout, which is
    * why a timed-out admission is settled to nothing (see `take`). While Redis is out of
    * reach one command at a time goes out as a probe and the rest are refused at once, so a
    * hung Redis neither piles up commands nor delays each refusal by the timeout.
@@ -412,13 +412,19 @@ export class RedisLimiter implements Limiter {
     const probe = this.down
     if (probe) this.probing = true
     let timer: NodeJS.Timeout | undefined
+    let done = false
     const late = new Promise<never>((_, reject) => {
-      const check = () => {
+      // `polled`: the sockets were read since the timer fired. A timer that fires just before
+      // this process stalls (the tokenizer's first load, a burst) would otherwise judge Redis
+      // on replies that arrived during the stall but are not read yet.
+      const check = (polled: boolean) => {
+        if (done) return
         const quiet = performance.now() - this.lastAnswer
-        if (quiet >= this.o.timeoutMs) reject(new CommandTimeout(`no answer within ${this.o.timeoutMs} ms`))
-        else timer = setTimeout(() => setImmediate(check), this.o.timeoutMs - quiet)
+        if (quiet < this.o.timeoutMs) timer = setTimeout(() => setImmediate(check, false), this.o.timeoutMs - quiet)
+        else if (!polled) setImmediate(check, true) // the next loop turn reads the sockets first
+        else reject(new CommandTimeout(`no answer within ${this.o.timeoutMs} ms`))
       }
-      timer = setTimeout(() => setImmediate(check), this.o.timeoutMs)
+      timer = setTimeout(() => setImmediate(check, false), this.o.timeoutMs)
     })
     try {
       const result = await Promise.race([fn(), late])
@@ -438,6 +444,7 @@ export class RedisLimiter implements Limiter {
       }
       throw limiterUnavailable(err)
     } finally {
+      done = true
       clearTimeout(timer)
       if (probe) this.probing = false
     }
