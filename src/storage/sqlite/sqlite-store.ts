@@ -4,7 +4,7 @@ import type { SQLiteColumn } from 'drizzle-orm/sqlite-core'
 import { nameTaken } from '../../core/keys.js'
 import { isChatRoute } from '../../core/usage.js'
 import type { ApiKey, DailyUsage, DefaultOverrides, KeySecret, RequestRow } from '../../core/types.js'
-import type { KeyPatch, LogSpan, NewKey, RequestFilter, Store, UsageGroup, UsageRange } from '../store.js'
+import type { ErrorPoint, KeyPatch, LatencyFigures, LoggedRequest, LogSpan, NewKey, RequestFilter, SeriesPoint, Store, UsageGroup, UsageRange, UsageSpan } from '../store.js'
 import { isBusy, openDatabase, type OpenedDatabase } from './open.js'
 import { apiKeys, dailyUsage, keySecrets, requestLog, settings, usageRollup } from './schema.js'
 
@@ -119,7 +119,25 @@ function whereOf(filter: RequestFilter): SQL | undefined {
     filter.until !== undefined ? lt(requestLog.timestamp, filter.until) : undefined,
     filter.keyId !== undefined ? eq(requestLog.keyId, filter.keyId) : undefined,
     filter.status !== undefined ? eq(requestLog.status, filter.status) : undefined,
+    filter.model !== undefined ? eq(requestLog.model, filter.model) : undefined,
+    filter.route !== undefined ? eq(requestLog.route, filter.route) : undefined,
+    filter.fromDay !== undefined ? gte(requestLog.day, filter.fromDay) : undefined,
+    filter.toDay !== undefined ? lte(requestLog.day, filter.toDay) : undefined,
   )
+}
+
+/** A span's log rows: whole days through request_log_day_key, a window through the timestamp index. */
+function logSpanWhere(span: UsageSpan): SQL | undefined {
+  const key = span.keyId !== undefined ? eq(requestLog.keyId, span.keyId) : undefined
+  if ('fromDay' in span) return and(gte(requestLog.day, span.fromDay), lte(requestLog.day, span.toDay), key)
+  return and(gte(requestLog.timestamp, span.since), lt(requestLog.timestamp, span.until), key)
+}
+
+/** A log row's bucket: its budget day for day spans, else its UTC time floored to `minutes`. */
+function logBucket(span: UsageSpan, minutes: number): SQL {
+  if ('fromDay' in span) return sql`${requestLog.day}`
+  if (minutes >= 60) return sql`substr(${requestLog.timestamp}, 1, 13) || ':00'`
+  return sql`substr(${requestLog.timestamp}, 1, 14) || printf('%02d', cast(substr(${requestLog.timestamp}, 15, 2) as integer) / ${minutes} * ${minutes})`
 }
 
 /** A usage group in the log, named as the rollup names it ('' for no key or no model). */
@@ -452,6 +470,66 @@ export class SqliteStore implements Store {
         min(case when rn >= 0.95 * n then latency_ms end) as p95
       from r group by grp`)
     return new Map(rows.map((r) => [r.grp, r]))
+  }
+
+  usageSeries(span: UsageSpan, by: 'all' | 'key' | 'model', bucketMinutes: number): SeriesPoint[] {
+    if ('fromDay' in span) {
+      // Whole days: the kept totals, the same sums `gateway usage` and GET /usage report.
+      const group = by === 'all' ? sql`''` : ROLLUP_GROUP[by]
+      return this.db.all<SeriesPoint>(sql`
+        select ${usageRollup.day} as bucket, ${group} as "group", sum(requests) as requests, sum(errors) as errors,
+          sum(rate_limited) as rateLimited, sum(prompt_tokens) as promptTokens, sum(completion_tokens) as completionTokens,
+          sum(total_tokens) as totalTokens, sum(cost_micros) as costMicros
+        from ${usageRollup}
+        where ${and(gte(usageRollup.day, span.fromDay), lte(usageRollup.day, span.toDay), span.keyId !== undefined ? eq(usageRollup.keyId, span.keyId) : undefined)}
+        group by 1, 2 order by 1, 2`)
+    }
+    const group = by === 'all' ? sql`''` : LOG_GROUP[by]
+    const bucket = logBucket(span, bucketMinutes)
+    return this.db.all<SeriesPoint>(sql`
+      select ${bucket} as bucket, ${group} as "group", count(*) as requests, sum(status >= 400) as errors,
+        sum(status = 429) as rateLimited, sum(prompt_tokens) as promptTokens, sum(completion_tokens) as completionTokens,
+        sum(total_tokens) as totalTokens, sum(cost_micros) as costMicros
+      from ${requestLog} where ${logSpanWhere(span)}
+      group by 1, 2 order by 1, 2`)
+  }
+
+  latency(span: UsageSpan): LatencyFigures {
+    const r = this.db.get<{ n: number; p50: number | null; p95: number | null }>(sql`
+      with r as (
+        select latency_ms, row_number() over (order by latency_ms) as rn, count(*) over () as n
+        from ${requestLog} where ${logSpanWhere(span)}
+      )
+      select coalesce(max(n), 0) as n,
+        min(case when rn >= 0.5 * n then latency_ms end) as p50,
+        min(case when rn >= 0.95 * n then latency_ms end) as p95
+      from r`)
+    return { rows: r.n, p50Ms: r.p50, p95Ms: r.p95 }
+  }
+
+  errorsBy(span: UsageSpan, bucketMinutes: number): ErrorPoint[] {
+    return this.db.all<ErrorPoint>(sql`
+      select ${logBucket(span, bucketMinutes)} as bucket, status, error_code as errorCode, count(*) as requests
+      from ${requestLog} where ${and(logSpanWhere(span), gte(requestLog.status, 400))}
+      group by 1, 2, 3 order by 1, 2, 3`)
+  }
+
+  listRequests(filter: RequestFilter, beforeId: number | null, limit: number): LoggedRequest[] {
+    const { sql: text, params } = this.db
+      .select()
+      .from(requestLog)
+      .where(and(whereOf(filter), beforeId !== null ? lt(requestLog.id, beforeId) : undefined))
+      .orderBy(desc(requestLog.id))
+      .limit(limit)
+      .toSQL()
+    // Newest first down the rowid; the id comes along as the next page's cursor.
+    const rows = this.opened.sqlite.prepare(text.replace(/^select .*? from "request_log"/, 'select * from "request_log"')).all(...params) as (RawRequestRow & { id: number })[]
+    return rows.map((r) => ({ id: r.id, row: toRequestRow(r) }))
+  }
+
+  getRequest(id: number): RequestRow | undefined {
+    const raw = this.opened.sqlite.prepare('select * from request_log where id = ?').get(id) as RawRequestRow | undefined
+    return raw ? toRequestRow(raw) : undefined
   }
 
   /**

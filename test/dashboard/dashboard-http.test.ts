@@ -1,0 +1,122 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { parse } from 'csv-parse/sync'
+import { startGateway, NO_LIMITS, type TestGateway } from '../support/gateway.js'
+
+/** Logs in over plain HTTP as a browser would; returns the session cookie and the page's CSRF token. */
+async function login(gw: TestGateway, key: string, headers: Record<string, string> = {}) {
+  const res = await fetch(`${gw.url}/dashboard/login`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { origin: gw.url, 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body: new URLSearchParams({ key }),
+  })
+  const setCookie = res.headers.get('set-cookie') ?? ''
+  const cookie = setCookie.split(';')[0]
+  const page = cookie ? await (await fetch(`${gw.url}/dashboard/keys`, { headers: { cookie } })).text() : ''
+  const csrf = /name="csrf" value="([^"]+)"/.exec(page)?.[1] ?? ''
+  return { res, setCookie, cookie, csrf }
+}
+
+describe('dashboard over HTTP: session, CSRF, headers', () => {
+  let gw: TestGateway
+  let admin: string
+  let user: string
+  beforeAll(async () => {
+    gw = await startGateway({ trustProxy: true })
+    admin = gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
+    user = gw.createKey({ name: '=HYPERLINK("x")', limits: NO_LIMITS })
+  })
+  afterAll(() => gw.stop())
+
+  it('sends a page to the login form without a session, with a strict CSP', async () => {
+    const res = await fetch(`${gw.url}/dashboard`, { redirect: 'manual' })
+    expect(res.status).toBe(303)
+    expect(res.headers.get('location')).toBe('/dashboard/login')
+    const form = await fetch(`${gw.url}/dashboard/login`)
+    expect(form.status).toBe(200)
+    const csp = form.headers.get('content-security-policy')!
+    expect(csp).toContain("default-src 'self'")
+    expect(csp).toContain("frame-ancestors 'none'")
+    expect(csp).not.toContain('unsafe-inline')
+    expect(form.headers.get('x-content-type-options')).toBe('nosniff')
+    const body = await form.text()
+    expect(body).not.toMatch(/<script|style=/)
+  })
+
+  it('sets an HttpOnly SameSite=Strict cookie scoped to /dashboard, Secure behind an https proxy', async () => {
+    const plain = await login(gw, admin)
+    expect(plain.res.status).toBe(303)
+    expect(plain.setCookie).toMatch(/HttpOnly/)
+    expect(plain.setCookie).toMatch(/SameSite=Strict/)
+    expect(plain.setCookie).toMatch(/Path=\/dashboard/)
+    expect(plain.setCookie).not.toMatch(/Secure/)
+    expect(plain.setCookie).not.toContain(admin)
+    const https = await login(gw, admin, { 'x-forwarded-proto': 'https', origin: gw.url.replace('http:', 'https:') })
+    expect(https.setCookie).toMatch(/Secure/)
+  })
+
+  it('refuses a POST without the CSRF token, with a wrong token, or from another origin', async () => {
+    const { cookie, csrf } = await login(gw, admin)
+    expect(csrf.length).toBeGreaterThan(20)
+    const post = (body: Record<string, string>, origin = gw.url) =>
+      fetch(`${gw.url}/dashboard/keys`, { method: 'POST', redirect: 'manual', headers: { cookie, origin, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(body) })
+    expect((await post({ name: 'no-token' })).status).toBe(403)
+    expect((await post({ name: 'bad-token', csrf: `${csrf}x` })).status).toBe(403)
+    expect((await post({ name: 'evil', csrf }, 'http://evil.example')).status).toBe(403)
+    expect(gw.admin.listKeys().map((k) => k.name)).not.toContain('no-token')
+    const ok = await post({ name: 'with-token', csrf })
+    expect(ok.status).toBe(200)
+    expect(gw.admin.listKeys().map((k) => k.name)).toContain('with-token')
+  })
+
+  it('refuses a non-admin key, and counts failed logins toward the per-IP limit', async () => {
+    const nonAdmin = await login(gw, user)
+    expect(nonAdmin.res.status).toBe(403)
+    expect(await nonAdmin.res.text()).toContain('not an admin key')
+    expect(nonAdmin.setCookie).toBe('')
+    const ip = { 'x-forwarded-for': '203.0.113.9' }
+    const statuses: number[] = []
+    for (let i = 0; i < 11; i++) statuses.push((await login(gw, 'gw-wrong', ip)).res.status)
+    expect(statuses.slice(0, 10).every((s) => s === 401)).toBe(true)
+    expect(statuses[10]).toBe(429)
+    // The API sees the same count: that address is now refused there too.
+    const api = await fetch(`${gw.url}/v1/models`, { headers: { authorization: 'Bearer gw-wrong', ...ip } })
+    expect(api.status).toBe(429)
+  })
+
+  it('logout ends the session', async () => {
+    const { cookie, csrf } = await login(gw, admin)
+    const out = await fetch(`${gw.url}/dashboard/logout`, { method: 'POST', redirect: 'manual', headers: { cookie, origin: gw.url, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ csrf }) })
+    expect(out.status).toBe(303)
+    expect(out.headers.get('set-cookie')).toMatch(/Max-Age=0/)
+    const after = await fetch(`${gw.url}/dashboard`, { redirect: 'manual', headers: { cookie } })
+    expect(after.status).toBe(303)
+  })
+
+  it('exports exactly the filtered log rows as CSV, formula cells neutralised', async () => {
+    for (let i = 0; i < 3; i++) expect((await gw.post('/chat', user, { message: 'hi' })).status).toBe(200)
+    expect((await gw.post('/chat', admin, { message: 'hi' })).status).toBe(200)
+    await gw.built.requestLog.drain()
+    const { cookie } = await login(gw, admin)
+    const keyId = gw.admin.listKeys().find((k) => k.name.startsWith('='))!.id
+    const res = await fetch(`${gw.url}/dashboard/log.csv?range=today&key=${keyId}`, { headers: { cookie } })
+    expect(res.status).toBe(200)
+    expect(res.headers.get('content-type')).toContain('text/csv')
+    const rows = parse(await res.text(), { columns: true }) as Record<string, string>[]
+    expect(rows).toHaveLength(3)
+    expect(rows.every((r) => r.key_id === keyId && r.key_name === `'=HYPERLINK("x")`)).toBe(true)
+  })
+})
+
+describe('dashboard off', () => {
+  it('--no-dashboard leaves /dashboard to the API (a key is needed, no page)', async () => {
+    const gw = await startGateway({ dashboard: false })
+    try {
+      const res = await fetch(`${gw.url}/dashboard/login`)
+      expect(res.status).toBe(401)
+      expect((await res.json()).error.code).toBe('invalid_api_key')
+    } finally {
+      await gw.stop()
+    }
+  })
+})
