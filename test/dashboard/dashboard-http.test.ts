@@ -114,7 +114,7 @@ describe('dashboard off', () => {
     try {
       const res = await fetch(`${gw.url}/dashboard/login`)
       expect(res.status).toBe(401)
-      expect((await res.json()).error.code).toBe('invalid_api_key')
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('invalid_api_key')
     } finally {
       await gw.stop()
     }

@@ -11,6 +11,8 @@ export interface TestBrowser {
   page(): Promise<Page>
   /** Everything that went wrong in any page: a browser test ends by expecting it empty. */
   problems: string[]
+  /** Removes the problems matching `pattern` (an answer the test expects, e.g. a 401 page) and says how many there were. */
+  take(pattern: RegExp): number
   close(): Promise<void>
 }
 
@@ -24,14 +26,18 @@ export async function openBrowser(options: { viewport?: { width: number; height:
     locale: 'en-US',
     viewport: options.viewport ?? { width: 1280, height: 800 },
   })
+  context.setDefaultTimeout(10_000) // a missing element fails the test with its name, before vitest's timeout
   const problems: string[] = []
   // A CSP violation also reaches the console, but the event says so plainly, whatever the page does.
-  await context.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (e) => console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`))
-  })
+  await context.addInitScript({ content: "document.addEventListener('securitypolicyviolation', (e) => console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI))" })
   return {
     context,
     problems,
+    take(pattern) {
+      const before = problems.length
+      problems.splice(0, problems.length, ...problems.filter((p) => !pattern.test(p)))
+      return before - problems.length
+    },
     async page() {
       const page = await context.newPage()
       page.on('console', (m) => {

@@ -1,5 +1,5 @@
 import type { Child } from 'hono/jsx'
-import { STYLESHEET } from './assets.js'
+import { ICON_ASSET, STYLESHEET } from './assets.js'
 import { RANGE_NAMES, type UsageRangeView } from '../../core/usage-views.js'
 
 export const NAV = [
@@ -27,9 +27,9 @@ export function Document(props: { title: string; children: Child }) {
       <head>
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
-        <meta name="referrer" content="no-referrer" />
         <title>{`${props.title} · LLM gateway`}</title>
         <link rel="stylesheet" href={STYLESHEET.path} />
+        <link rel="icon" type="image/svg+xml" href={ICON_ASSET.path} />
       </head>
       <body>{props.children}</body>
     </html>

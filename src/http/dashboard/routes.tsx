@@ -17,7 +17,7 @@ import { H } from '../../core/headers.js'
 import type { AppEnv } from '../env.js'
 import { clientIp } from '../middleware/request-context.js'
 import { presentedKey } from '../middleware/auth.js'
-import { STYLESHEET } from './assets.js'
+import { ICON_ASSET, STYLESHEET } from './assets.js'
 import { Document, Page, type NavId } from './layout.js'
 import { sameToken, SESSION_ABSOLUTE_MS, SESSION_COOKIE, Sessions, type Session } from './session.js'
 import { BudgetsView, ErrorsView, KeysView, LoginView, LogView, OverviewView, UsageView, type KeysMessage } from './views.js'
@@ -37,12 +37,16 @@ export interface DashboardServices {
 type DashEnv = AppEnv & { Variables: { session: Session; sessionId: string; who: string } }
 type Ctx = Context<DashEnv>
 
-/** No inline script or style anywhere: the stylesheet is the page's one asset, charts are SVG. */
+/**
+ * No inline script or style anywhere: the stylesheet is the page's one asset, charts are SVG.
+ * Referrer same-origin, not no-referrer: under no-referrer a browser posts forms with
+ * `Origin: null`, and the Origin check would refuse every form.
+ */
 const SECURITY_HEADERS = {
   'content-security-policy': "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
   'x-content-type-options': 'nosniff',
   'x-frame-options': 'DENY',
-  'referrer-policy': 'no-referrer',
+  'referrer-policy': 'same-origin',
   'cross-origin-opener-policy': 'same-origin',
 } as const
 
@@ -102,9 +106,13 @@ export function dashboardRoutes(s: DashboardServices): Hono<DashEnv> {
     if (!c.res.headers.has('cache-control')) c.res.headers.set('cache-control', 'no-store')
   })
 
-  app.get(STYLESHEET.path.slice('/dashboard'.length), (c) =>
-    c.body(STYLESHEET.body, 200, { 'content-type': 'text/css; charset=utf-8', 'cache-control': 'public, max-age=31536000, immutable' }),
-  )
+  // Assets are named by their digest: a browser may keep them for a year.
+  for (const [asset, type] of [
+    [STYLESHEET, 'text/css; charset=utf-8'],
+    [ICON_ASSET, 'image/svg+xml'],
+  ] as const) {
+    app.get(asset.path.slice('/dashboard'.length), (c) => c.body(asset.body, 200, { 'content-type': type, 'cache-control': 'public, max-age=31536000, immutable' }))
+  }
 
   // Every POST: same origin (a browser always sends Origin on a form POST) before anything else.
   app.use('*', async (c, next) => {
@@ -252,7 +260,8 @@ export function dashboardRoutes(s: DashboardServices): Hono<DashEnv> {
   const keyAction = async (c: Ctx, act: (form: Record<string, unknown>) => Promise<KeysMessage>) => {
     try {
       const message = await act(await c.req.parseBody())
-      s.gateway.refresh() // the change applies to the very next API request
+      // Forced: the change marker moves only for other connections' commits, and this write was the server's own.
+      s.gateway.refresh(true)
       return keysPage(c, message)
     } catch (err) {
       if (err instanceof GatewayError) return keysPage(c, { kind: 'error', text: err.message }, err.status)
