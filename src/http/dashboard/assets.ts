@@ -25,12 +25,12 @@ p.sub { color: var(--muted); margin: 0 0 14px; }
 .ranges { display: flex; flex-wrap: wrap; gap: 6px; margin: 8px 0 16px; align-items: center; }
 .ranges a { padding: 4px 10px; border: 1px solid var(--line); border-radius: 14px; text-decoration: none; color: var(--fg); background: var(--card); }
 .ranges a.on { background: var(--accent); border-color: var(--accent); color: #fff; }
-.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 12px; margin-bottom: 16px; }
+.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(180px, 1fr)); gap: 12px; margin-bottom: 16px; }
 .card, section.panel { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; }
 section.panel { margin-bottom: 16px; overflow-x: auto; }
 .card .label { color: var(--muted); font-size: 13px; }
-.card .value { font-size: 24px; font-weight: 650; font-variant-numeric: tabular-nums; }
-.card .unit { font-size: 14px; color: var(--muted); font-weight: 400; margin-left: 4px; }
+.card .value { line-height: 1.25; font-size: 24px; font-weight: 650; font-variant-numeric: tabular-nums; }
+.card .unit { font-size: 14px; color: var(--muted); font-weight: 400; }
 .grid2 { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; }
 table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
 th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--line); white-space: nowrap; }
@@ -48,9 +48,7 @@ tr.sel td { background: color-mix(in srgb, var(--accent) 12%, transparent); }
 .dot.s0 { background: var(--s0); } .dot.s1 { background: var(--s1); } .dot.s2 { background: var(--s2); } .dot.s3 { background: var(--s3); }
 .dot.s4 { background: var(--s4); } .dot.s5 { background: var(--s5); } .dot.s6 { background: var(--s6); } .dot.s7 { background: var(--s7); }
 .dot.bad { background: var(--bad); } .dot.warn { background: var(--warn); }
-.bar { height: 8px; background: var(--line); border-radius: 4px; min-width: 80px; overflow: hidden; }
-.bar progress { display: block; }
-progress { width: 100%; height: 8px; accent-color: var(--ok); }
+progress { width: 90px; height: 8px; accent-color: var(--ok); margin-right: 6px; vertical-align: middle; }
 progress.l75 { accent-color: var(--warn); } progress.l90, progress.l100 { accent-color: var(--bad); }
 .tag { display: inline-block; padding: 1px 7px; border-radius: 10px; font-size: 12px; border: 1px solid var(--line); color: var(--muted); }
 .tag.l75 { color: var(--warn); border-color: var(--warn); } .tag.l90, .tag.l100, .tag.bad { color: var(--bad); border-color: var(--bad); }
@@ -62,9 +60,14 @@ label { display: flex; flex-direction: column; gap: 3px; font-size: 13px; color:
 input, select, button { font: inherit; padding: 6px 8px; border: 1px solid var(--line); border-radius: 6px; background: var(--card); color: var(--fg); }
 input[type=checkbox] { width: auto; }
 button, .button { background: var(--accent); color: #fff; border-color: var(--accent); cursor: pointer; text-decoration: none; padding: 6px 12px; border-radius: 6px; display: inline-block; }
-button.quiet { background: var(--card); color: var(--fg); border-color: var(--line); }
+.quiet, button.quiet { background: var(--card); color: var(--fg); border-color: var(--line); }
 button.danger { background: var(--bad); border-color: var(--bad); }
 form.inline { display: inline-flex; gap: 6px; align-items: end; flex-wrap: wrap; margin: 0; }
+div.actions { display: flex; gap: 6px; align-items: center; flex-wrap: wrap; min-width: 340px; }
+td.wrap { white-space: normal; min-width: 160px; }
+details summary { cursor: pointer; color: var(--accent); padding: 6px 0; }
+details[open] form { margin-top: 6px; }
+select.small { padding: 5px 6px; }
 .login { max-width: 420px; margin: 10vh auto; }
 .login form { display: flex; flex-direction: column; gap: 12px; }
 .msg { padding: 10px 12px; border-radius: 6px; margin-bottom: 12px; border: 1px solid var(--line); }
@@ -78,6 +81,7 @@ pre { white-space: pre-wrap; word-break: break-all; max-height: 300px; overflow:
 .muted { color: var(--muted); }
 @media (max-width: 720px) {
   header.top { padding: 8px 12px; } main { padding: 10px 12px 30px; }
+  nav.main { order: 3; flex-basis: 100%; flex-wrap: nowrap; overflow-x: auto; }
   .grid2 { grid-template-columns: 1fr; }
   .card .value { font-size: 20px; }
   .cards { grid-template-columns: 1fr 1fr; }

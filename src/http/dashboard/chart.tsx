@@ -8,13 +8,14 @@ export interface ChartSeries {
   values: number[]
 }
 
-const W = 900
 const H = 220
 const PAD_LEFT = 56
 const PAD_BOTTOM = 22
 
-export function BarChart(props: { labels: string[]; series: ChartSeries[]; unit: string; title: string }) {
+/** `width` is the drawing's own width: about the width it is shown at, so its text keeps its size. */
+export function BarChart(props: { labels: string[]; series: ChartSeries[]; unit: string; title: string; width?: number }) {
   const { labels, series, unit, title } = props
+  const W = props.width ?? 1100
   const n = labels.length
   const stacked = labels.map((_, i) => series.reduce((a, s) => a + s.values[i], 0))
   const max = Math.max(1, ...stacked)

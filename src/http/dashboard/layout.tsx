@@ -97,8 +97,7 @@ export function Card(props: { label: string; value: string; unit?: string; id?: 
     <div class="card" data-figure={props.id}>
       <div class="label">{props.label}</div>
       <div class="value">
-        {props.value}
-        {props.unit ? <span class="unit">{props.unit}</span> : null}
+        {props.value} {props.unit ? <span class="unit">{props.unit}</span> : null}
       </div>
     </div>
   )

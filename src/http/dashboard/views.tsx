@@ -41,6 +41,7 @@ export function OverviewView(props: { range: UsageRangeView; query: Query; o: Ov
             <h2>Requests</h2>
             <BarChart
               title="Requests over time"
+              width={540}
               unit="requests"
               labels={range.buckets}
               series={[
@@ -54,6 +55,7 @@ export function OverviewView(props: { range: UsageRangeView; query: Query; o: Ov
             <h2>Tokens</h2>
             <BarChart
               title="Tokens over time"
+              width={540}
               unit="tokens"
               labels={range.buckets}
               series={[
@@ -157,7 +159,7 @@ export function UsageView(props: { range: UsageRangeView; query: Query; by: 'key
   )
 }
 
-const SOURCE: Record<LimitSource, string> = { key: 'this key', default: 'default', 'built-in': 'built-in default' }
+const SOURCE: Record<LimitSource, string> = { key: 'key', default: 'default', 'built-in': 'built-in' }
 
 function limitCell(value: number | null, source: LimitSource, unit: string) {
   return (
@@ -177,9 +179,9 @@ export function BudgetsView(props: { day: string; resetsAt: number; keys: KeyBud
         Today is {day}; daily budgets reset at {when(resetsAt)}.
       </p>
       <div class="cards">
-        <Card id="near-75" label="Keys at 75 % or more" value={num(near(75))} unit="keys" />
-        <Card id="near-90" label="Keys at 90 % or more" value={num(near(90))} unit="keys" />
-        <Card id="at-100" label="Keys used up" value={num(near(100))} unit="keys" />
+        <Card id="near-75" label="Keys at 75 to 90 %" value={num(near(75))} unit="keys" />
+        <Card id="near-90" label="Keys at 90 to 100 %" value={num(near(90))} unit="keys" />
+        <Card id="at-100" label="Keys used up (100 %)" value={num(near(100))} unit="keys" />
       </div>
       <section class="panel">
         {keys.length === 0 ? (
@@ -228,6 +230,10 @@ export function BudgetsView(props: { day: string; resetsAt: number; keys: KeyBud
           </table>
         )}
       </section>
+      <p class="muted">
+        <span class="tag ok">key</span> the key's own limit, <span class="tag">default</span> the server's default (gateway limits set --default), <span class="tag">built-in</span> the gateway's built-in default.
+        Used counts the tokens of today's answered requests, as GET /usage reports them.
+      </p>
     </>
   )
 }
@@ -251,12 +257,12 @@ export function ErrorsView(props: { range: UsageRangeView; query: Query; e: Erro
               unit="requests"
               labels={range.buckets}
               series={[
-                { name: '4xx', className: 's3', values: e.series.map((s) => s.clientErrors) },
+                { name: '4xx', className: 's5', values: e.series.map((s) => s.clientErrors) },
                 { name: '429', className: 'warn', values: e.series.map((s) => s.rateLimited) },
                 { name: '5xx', className: 'bad', values: e.series.map((s) => s.serverErrors) },
               ]}
             />
-            <Legend series={[{ name: '4xx (not 429)', className: 's3' }, { name: '429 rate limited', className: 'warn' }, { name: '5xx', className: 'bad' }]} />
+            <Legend series={[{ name: '4xx (not 429)', className: 's5' }, { name: '429 rate limited', className: 'warn' }, { name: '5xx', className: 'bad' }]} />
           </section>
           <section class="panel">
             <h2>By status and code</h2>
@@ -508,25 +514,17 @@ export function KeysView(props: { keys: ApiKey[]; prefixes: Map<string, string[]
                       <span class={status === 'active' ? 'tag ok' : 'tag bad'}>{status}</span>
                     </td>
                     <td>{when(k.createdAt).slice(0, 10)}</td>
-                    <td>
-                      {Object.entries(k.limits)
-                        .map(([n, v]) => `${n} ${v ?? 'off'}`)
-                        .join(', ') || <span class="muted">defaults</span>}
-                    </td>
+                    <td class="wrap">{limitsText(k) || <span class="muted">defaults</span>}</td>
                     <td>
                       {status === 'active' ? (
-                        <>
-                          <form method="post" action={`/dashboard/keys/${k.id}/limits`} class="inline">
-                            <Csrf />
-                            <input name="dailyTokens" placeholder="daily tokens" size={9} aria-label="daily tokens" />
-                            <input name="rpm" placeholder="rpm" size={5} aria-label="requests per minute" />
-                            <input name="tpm" placeholder="tpm" size={6} aria-label="tokens per minute" />
-                            <button class="quiet" type="submit">
-                              Set limits
-                            </button>
-                          </form>
+                        <div class="actions">
                           <form method="post" action={`/dashboard/keys/${k.id}/rotate`} class="inline">
                             <Csrf />
+                            <select name="grace" class="small" aria-label="old secret stops">
+                              <option value="0">old one stops now</option>
+                              <option value="3600000">old one: 1 h more</option>
+                              <option value="86400000">old one: 24 h more</option>
+                            </select>
                             <button class="quiet" type="submit">
                               Rotate
                             </button>
@@ -537,7 +535,19 @@ export function KeysView(props: { keys: ApiKey[]; prefixes: Map<string, string[]
                               Revoke
                             </button>
                           </form>
-                        </>
+                          <details>
+                            <summary>Set limits</summary>
+                            <form method="post" action={`/dashboard/keys/${k.id}/limits`} class="inline">
+                              <Csrf />
+                              <input name="dailyTokens" placeholder="daily tokens" size={9} aria-label="daily tokens" />
+                              <input name="rpm" placeholder="rpm" size={5} aria-label="requests per minute" />
+                              <input name="tpm" placeholder="tpm" size={6} aria-label="tokens per minute" />
+                              <button class="quiet" type="submit">
+                                Save
+                              </button>
+                            </form>
+                          </details>
+                        </div>
                       ) : (
                         <span class="muted">-</span>
                       )}
@@ -552,6 +562,15 @@ export function KeysView(props: { keys: ApiKey[]; prefixes: Map<string, string[]
       <p class="muted">Set limits: a number, "off" for no limit, "default" to follow the defaults again; empty fields stay as they are.</p>
     </>
   )
+}
+
+const LIMIT_UNITS: Record<string, string> = { dailyTokens: 'tokens/day', rpm: 'req/min', tpm: 'tokens/min', concurrency: 'in flight', maxTokens: 'max_tokens', maxInputChars: 'input chars' }
+
+/** A key's own limits, with units: `2,000,000 tokens/day · 600 req/min`. */
+function limitsText(k: ApiKey): string {
+  return Object.entries(k.limits)
+    .map(([name, v]) => (typeof v === 'string' ? `${v} when short` : `${v === null || v === undefined ? 'no' : num(v)} ${LIMIT_UNITS[name] ?? name}`))
+    .join(' · ')
 }
 
 export function LoginView(props: { error: string | null }) {
