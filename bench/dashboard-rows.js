@@ -1,7 +1,8 @@
 // Synthetic request-log rows for the dashboard's benchmark and screenshots: written straight
-// into request_log and usage_rollup (one transaction per 50,000 rows), as the gateway's own
+// into request_log, usage_rollup, usage_hourly and latency_hourly (one transaction per 50,000 rows), as the gateway's own
 // batch write would leave them, only much faster than sending that many requests.
 import Database from 'better-sqlite3'
+import { latencyBucket } from '../dist/core/latency-histogram.js'
 
 const MODELS = [
   ['gpt-4o-mini', 0.15, 0.6],
@@ -46,6 +47,13 @@ export function fillLog(dbPath, { rows, days, now, keys, seed = 7 }) {
     chat_requests = chat_requests + excluded.chat_requests, errors = errors + excluded.errors, rate_limited = rate_limited + excluded.rate_limited,
     prompt_tokens = prompt_tokens + excluded.prompt_tokens, completion_tokens = completion_tokens + excluded.completion_tokens,
     total_tokens = total_tokens + excluded.total_tokens, cost_micros = coalesce(cost_micros, 0) + excluded.cost_micros`)
+  const upsertHour = db.prepare(`insert into usage_hourly (hour, key_id, model, requests, errors, rate_limited, prompt_tokens, completion_tokens, total_tokens, cost_micros)
+    values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (hour, key_id, model) do update set requests = requests + excluded.requests,
+    errors = errors + excluded.errors, rate_limited = rate_limited + excluded.rate_limited,
+    prompt_tokens = prompt_tokens + excluded.prompt_tokens, completion_tokens = completion_tokens + excluded.completion_tokens,
+    total_tokens = total_tokens + excluded.total_tokens, cost_micros = coalesce(cost_micros, 0) + excluded.cost_micros`)
+  const upsertLatency = db.prepare(`insert into latency_hourly (hour, bucket, requests) values (?, ?, ?)
+    on conflict (hour, bucket) do update set requests = requests + excluded.requests`)
   const rnd = random(seed)
   const weights = keys.map((k) => k.weight ?? 1)
   const weightSum = weights.reduce((a, b) => a + b, 0)
@@ -59,6 +67,8 @@ export function fillLog(dbPath, { rows, days, now, keys, seed = 7 }) {
   const offsets = Float64Array.from({ length: rows }, () => Math.sqrt(rnd()) * span).sort()
   const batch = db.transaction((from, to) => {
     const sums = new Map()
+    const hours = new Map()
+    const latencies = new Map()
     for (let i = from; i < to; i++) {
       const t = now - span + offsets[i]
       const timestamp = new Date(t).toISOString()
@@ -86,8 +96,23 @@ export function fillLog(dbPath, { rows, days, now, keys, seed = 7 }) {
       s[8] += completion
       s[9] += total
       s[10] += cost
+      const hour = timestamp.slice(0, 13)
+      const hid = `${hour}\0${key.id}\0${model}`
+      const h = hours.get(hid) ?? hours.set(hid, [hour, key.id, model, 0, 0, 0, 0, 0, 0, 0]).get(hid)
+      h[3]++
+      if (status >= 400) h[4]++
+      if (status === 429) h[5]++
+      h[6] += prompt
+      h[7] += completion
+      h[8] += total
+      h[9] += cost
+      const lid = `${hour}\0${latencyBucket(latency)}`
+      const l = latencies.get(lid) ?? latencies.set(lid, [hour, latencyBucket(latency), 0]).get(lid)
+      l[2]++
     }
     for (const s of sums.values()) upsert.run(...s)
+    for (const h of hours.values()) upsertHour.run(...h)
+    for (const l of latencies.values()) upsertLatency.run(...l)
   })
   for (let from = 0; from < rows; from += 50_000) batch(from, Math.min(rows, from + 50_000))
   db.close()

@@ -1,4 +1,5 @@
-import type { ErrorPoint, SeriesPoint, Store, UsageSpan } from '../storage/store.js'
+import type { ErrorPoint, LatencyFigures, SeriesPoint, Store, UsageSpan } from '../storage/store.js'
+import { histogramQuantile } from './latency-histogram.js'
 import type { Calendar } from './calendar.js'
 import { badRequest } from './errors.js'
 import { resolveKeyLimits, type ResolvedLimits } from './limits.js'
@@ -8,9 +9,10 @@ import { isDay } from './usage.js'
 import type { ApiKey } from './types.js'
 
 /**
- * The dashboard's ranges. Whole budget days (today, 7 d, 30 d, custom) read the kept totals,
- * so they equal `gateway usage` and GET /usage; the rolling 1 h and 24 h windows read the log
- * rows through the timestamp index, in 5-minute and hourly buckets.
+ * The dashboard's ranges. Whole budget days (today, 7 d, 30 d, custom) read the kept daily
+ * totals, so they equal `gateway usage` and GET /usage; the last 24 hours (from the start of
+ * the hour 23 hours ago) read the hourly sums; the last hour reads the log rows through the
+ * timestamp index, in 5-minute buckets.
  */
 export const RANGE_NAMES = ['1h', '24h', 'today', '7d', '30d', 'custom'] as const
 export type RangeName = (typeof RANGE_NAMES)[number]
@@ -20,12 +22,15 @@ export interface UsageRangeView {
   /** What the page says the range is. */
   label: string
   span: UsageSpan
+  /** The same range as instants (ISO, since inclusive, until exclusive): the log view's filter. */
+  window: { since: string; until: string }
   bucketMinutes: number
   /** Every bucket of the range in order, so a quiet stretch shows as zero, not as a gap. */
   buckets: string[]
 }
 
-const DAY_MS = 86_400_000
+const HOUR_MS = 3_600_000
+const DAY_MS = 24 * HOUR_MS
 const MAX_CUSTOM_DAYS = 366
 
 function nextDay(day: string): string {
@@ -51,12 +56,15 @@ export function resolveRange(query: { range?: string; from?: string; to?: string
   if (!RANGE_NAMES.includes(name)) throw badRequest(`range must be one of ${RANGE_NAMES.join(', ')}`, 'range')
   if (name === '1h' || name === '24h') {
     const minutes = name === '1h' ? 5 : 60
-    const since = now - (name === '1h' ? 3_600_000 : DAY_MS)
+    // 24 h: whole UTC hours, as the hourly sums hold them (this hour and the 23 before it).
+    const since = name === '1h' ? now - HOUR_MS : Math.floor((now - 23 * HOUR_MS) / HOUR_MS) * HOUR_MS
     const until = now + 1_000 // rows of this very second count
+    const window = { since: new Date(since).toISOString(), until: new Date(until).toISOString() }
     return {
       name,
-      label: name === '1h' ? 'the last hour' : 'the last 24 hours',
-      span: { since: new Date(since).toISOString(), until: new Date(until).toISOString() },
+      label: name === '1h' ? 'the last hour' : `the last 24 hours (from ${window.since.slice(11, 16)} UTC)`,
+      span: window,
+      window,
       bucketMinutes: minutes,
       buckets: windowBuckets(since, now, minutes),
     }
@@ -73,7 +81,8 @@ export function resolveRange(query: { range?: string; from?: string; to?: string
     if (daysFrom(fromDay, toDay).length > MAX_CUSTOM_DAYS) throw badRequest(`A custom range spans at most ${MAX_CUSTOM_DAYS} days`, 'from')
   }
   const label = fromDay === toDay ? fromDay : `${fromDay} to ${toDay}`
-  return { name, label: `${label} (whole days, ${calendar.timeZone})`, span: { fromDay, toDay }, bucketMinutes: 24 * 60, buckets: daysFrom(fromDay, toDay) }
+  const window = { since: new Date(calendar.dayStart(fromDay)).toISOString(), until: new Date(calendar.dayStart(nextDay(toDay))).toISOString() }
+  return { name, label: `${label} (whole days, ${calendar.timeZone})`, span: { fromDay, toDay }, window, bucketMinutes: 24 * 60, buckets: daysFrom(fromDay, toDay) }
 }
 
 export interface Totals {
@@ -116,7 +125,11 @@ export interface Overview {
   totals: Totals
   /** Per bucket, in the range's order (zeros where nothing happened). */
   series: Totals[]
-  /** Null when some of the range's rows were pruned (the kept totals hold no latencies). */
+  /**
+   * Exact over the last hour (the log rows); beyond, from the hourly latency counts (within
+   * 2.5 %). Null when the counts do not cover the range's requests: hours pruned before the
+   * counts existed, or a time zone whose days do not start on the hour.
+   */
   p50Ms: number | null
   p95Ms: number | null
 }
@@ -151,7 +164,7 @@ export class UsageViews {
     const points = await this.store.usageSeries(range.span, 'all', range.bucketMinutes)
     const totals = totalsOf(points)
     const byBucket = new Map(points.map((p) => [p.bucket, p]))
-    const latency = await this.store.latency(range.span)
+    const latency = await this.latency(range)
     const whole = latency.rows === totals.requests
     return {
       totals,
@@ -159,6 +172,14 @@ export class UsageViews {
       p50Ms: whole ? latency.p50Ms : null,
       p95Ms: whole ? latency.p95Ms : null,
     }
+  }
+
+  private async latency(range: UsageRangeView): Promise<LatencyFigures> {
+    if (range.bucketMinutes < 60) return this.store.latency(range.span)
+    // The hours the range covers: its last hour is the one its final instant falls in.
+    const lastHour = new Date(Date.parse(range.window.until) - 1).toISOString().slice(0, 13)
+    const counts = await this.store.latencyCounts(range.window.since.slice(0, 13), lastHour)
+    return { rows: counts.reduce((a, c) => a + c.requests, 0), p50Ms: histogramQuantile(counts, 0.5), p95Ms: histogramQuantile(counts, 0.95) }
   }
 
   /** Per key or model: totals and tokens per bucket, most tokens first. */
@@ -180,7 +201,7 @@ export class UsageViews {
   }
 
   async errors(range: UsageRangeView): Promise<ErrorView> {
-    const points: ErrorPoint[] = await this.store.errorsBy(range.span, range.bucketMinutes)
+    const points: ErrorPoint[] = await this.store.errorsBy(range.window, 'fromDay' in range.span ? 'day' : range.bucketMinutes)
     const index = new Map(range.buckets.map((b, i) => [b, i]))
     const series = range.buckets.map(() => ({ clientErrors: 0, serverErrors: 0, rateLimited: 0 }))
     const codes = new Map<string, ErrorView['codes'][number]>()

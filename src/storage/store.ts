@@ -27,9 +27,18 @@ export interface RequestFilter {
   status?: number
   model?: string
   route?: string
-  /** Budget days, both inclusive. */
-  fromDay?: string
-  toDay?: string
+}
+
+/** Where a page of the log ends: the next page starts below it. */
+export interface LogCursor {
+  timestamp: string
+  id: number
+}
+
+/** Requests in one latency bucket (src/core/latency-histogram.ts). */
+export interface LatencyCount {
+  bucket: number
+  requests: number
 }
 
 /** Whole budget days (the kept totals) or a window of time (the log rows, by their timestamp index). */
@@ -135,14 +144,19 @@ export interface Store {
   dailyUsage(day: string): DailyUsage[]
   /** Kept totals over whole days; latency from the log rows still there. */
   usageBy(group: 'key' | 'day' | 'model', range: UsageRange): UsageGroup[]
-  /** Sums per bucket (and key or model); a window's bucket is `bucketMinutes` long. */
+  /**
+   * Sums per bucket (and key or model): whole days from the kept totals, a window in hours
+   * from the hourly sums, in shorter buckets from the log rows.
+   */
   usageSeries(span: UsageSpan, by: 'all' | 'key' | 'model', bucketMinutes: number): SeriesPoint[]
-  /** p50 and p95 latency over the span's log rows. */
+  /** Requests per latency bucket over UTC hours `YYYY-MM-DDTHH`, both inclusive. */
+  latencyCounts(fromHour: string, toHour: string): LatencyCount[]
+  /** Exact p50 and p95 latency over the span's log rows (a sort: for short spans). */
   latency(span: UsageSpan): LatencyFigures
-  /** Answers with status >= 400 per bucket, status and error code, from the log rows. */
-  errorsBy(span: UsageSpan, bucketMinutes: number): ErrorPoint[]
-  /** Newest first, `limit` rows with ids below `beforeId` (keyset paging). */
-  listRequests(filter: RequestFilter, beforeId: number | null, limit: number): LoggedRequest[]
+  /** Answers with status >= 400 in a window, per budget day or time bucket (minutes), status and error code, from the log rows. */
+  errorsBy(window: { since: string; until: string }, bucket: 'day' | number): ErrorPoint[]
+  /** Newest first (by timestamp, then id), `limit` rows after the cursor (keyset paging). */
+  listRequests(filter: RequestFilter, before: LogCursor | null, limit: number): LoggedRequest[]
   getRequest(id: number): RequestRow | undefined
   /** In id order, paged: no read transaction lasts the whole iteration. */
   iterateRequests(filter: RequestFilter): IterableIterator<RequestRow>

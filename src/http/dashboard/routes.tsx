@@ -206,20 +206,21 @@ export function dashboardRoutes(s: DashboardServices): Hono<DashEnv> {
     const q = c.req.query()
     const status = q.status?.trim()
     if (status && !/^\d{3}$/.test(status)) throw badRequest('status must be a 3-digit HTTP status', 'status')
-    const filter: RequestFilter = { ...range.span, keyId: q.key || undefined, model: q.model?.trim() || undefined, route: q.route?.trim() || undefined, status: status ? Number(status) : undefined }
+    const filter: RequestFilter = { ...range.window, keyId: q.key || undefined, model: q.model?.trim() || undefined, route: q.route?.trim() || undefined, status: status ? Number(status) : undefined }
     return { range, filter }
   }
 
   app.get('/log', async (c) => {
     const { range, filter } = logFilter(c)
-    const before = c.req.query('before')
+    const cursor = /^(\d{4}-\d\d-\d\dT[\d:.]+Z)_(\d+)$/.exec(c.req.query('before') ?? '')
     const detailId = c.req.query('id')
     const [rows, keys, detailRow] = await Promise.all([
-      s.store.listRequests(filter, before && /^\d+$/.test(before) ? Number(before) : null, LOG_PAGE + 1),
+      s.store.listRequests(filter, cursor ? { timestamp: cursor[1], id: Number(cursor[2]) } : null, LOG_PAGE + 1),
       s.store.listKeys(),
       detailId && /^\d+$/.test(detailId) ? s.store.getRequest(Number(detailId)) : undefined,
     ])
-    const next = rows.length > LOG_PAGE ? rows[LOG_PAGE - 1].id : null
+    const last = rows[LOG_PAGE - 1]
+    const next = rows.length > LOG_PAGE ? `${last.row.timestamp}_${last.id}` : null
     const detail = detailRow ? { id: Number(detailId), row: detailRow } : null
     return page(c, 'log', 'Request log', <LogView range={range} query={queryOf(c)} rows={rows.slice(0, LOG_PAGE)} next={next} keys={keys} detail={detail} logBodies={s.logBodies} />)
   })

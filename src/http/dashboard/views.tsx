@@ -295,7 +295,7 @@ export function ErrorsView(props: { range: UsageRangeView; query: Query; e: Erro
   )
 }
 
-export function LogView(props: { range: UsageRangeView; query: Query; rows: LoggedRequest[]; next: number | null; keys: ApiKey[]; detail: { id: number; row: RequestRow } | null; logBodies: boolean }) {
+export function LogView(props: { range: UsageRangeView; query: Query; rows: LoggedRequest[]; next: string | null; keys: ApiKey[]; detail: { id: number; row: RequestRow } | null; logBodies: boolean }) {
   const { range, query, rows, next, keys, detail } = props
   return (
     <>
@@ -377,7 +377,7 @@ export function LogView(props: { range: UsageRangeView; query: Query; rows: Logg
         <div class="pager">
           {query.before ? <a href={href('/dashboard/log', query, { before: undefined, id: undefined })}>Newest</a> : null}
           {next !== null ? (
-            <a id="older" href={href('/dashboard/log', query, { before: String(next), id: undefined })}>
+            <a id="older" href={href('/dashboard/log', query, { before: next, id: undefined })}>
               Older →
             </a>
           ) : null}
