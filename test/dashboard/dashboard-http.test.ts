@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parse } from 'csv-parse/sync'
+import { runJson } from '../support/cli.js'
 import { startGateway, NO_LIMITS, type TestGateway } from '../support/gateway.js'
 
 /** Logs in over plain HTTP as a browser would; returns the session cookie and the page's CSRF token. */
@@ -118,5 +119,80 @@ describe('dashboard off', () => {
     } finally {
       await gw.stop()
     }
+  })
+})
+
+describe('dashboard sessions expire', () => {
+  it('after 30 minutes idle, and after 12 hours however busy', async () => {
+    let t = Date.now()
+    const gw = await startGateway({ clock: { now: () => t } })
+    try {
+      const admin = gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
+      const page = (cookie: string) => fetch(`${gw.url}/dashboard/budgets`, { redirect: 'manual', headers: { cookie } })
+      const idle = await login(gw, admin)
+      t += 29 * 60_000
+      expect((await page(idle.cookie)).status).toBe(200) // used: the idle time starts again
+      t += 29 * 60_000
+      expect((await page(idle.cookie)).status).toBe(200)
+      t += 31 * 60_000
+      expect((await page(idle.cookie)).status).toBe(303)
+      const busy = await login(gw, admin)
+      const statuses: number[] = []
+      for (let i = 1; i <= 26; i++) {
+        t += 29 * 60_000
+        statuses.push((await page(busy.cookie)).status)
+      }
+      // Used every 29 minutes: alive for the 24 visits within 12 hours of the login, then gone.
+      expect(statuses).toEqual([...Array(24).fill(200), 303, 303])
+    } finally {
+      await gw.stop()
+    }
+  })
+})
+
+describe('dashboard figures and paging', () => {
+  let gw: TestGateway
+  let admin: string
+  beforeAll(async () => {
+    gw = await startGateway()
+    admin = gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
+    const user = gw.createKey({ name: 'paged', limits: NO_LIMITS })
+    for (let i = 0; i < 56; i++) expect((await gw.post('/chat', user, { message: `m${i}` })).status).toBe(200)
+    await gw.built.requestLog.drain()
+  })
+  afterAll(() => gw.stop())
+
+  it('the 24-hour view (hourly sums) and the latency (hourly counts) agree with `gateway usage`', async () => {
+    const today = new Date().toISOString().slice(0, 10)
+    const cli = await runJson<{ total: { requests: number; total_tokens: number }; groups: { p50_ms: number; p95_ms: number }[] }>(['usage', '--db', gw.db, '--since', today])
+    expect(cli.code).toBe(0)
+    const { cookie } = await login(gw, admin)
+    for (const range of ['24h', 'today']) {
+      const html = await (await fetch(`${gw.url}/dashboard?range=${range}`, { headers: { cookie } })).text()
+      const value = (id: string) => Number(new RegExp(`data-figure="${id}"><div class="label">[^<]*</div><div class="value">([\\d,.]+)`).exec(html)?.[1]?.replace(/,/g, ''))
+      expect(value('requests')).toBe(cli.json.total.requests)
+      expect(value('tokens')).toBe(cli.json.total.total_tokens)
+      // 5 % buckets read back at their middle, shown in whole ms.
+      for (const [id, exact] of [['p50', cli.json.groups[0].p50_ms], ['p95', cli.json.groups[0].p95_ms]] as const) {
+        expect(Math.abs(value(id) - exact)).toBeLessThanOrEqual(Math.max(1, exact * 0.03))
+      }
+    }
+  })
+
+  it('pages the log newest first by a cursor, without overlap or gaps', async () => {
+    const { cookie } = await login(gw, admin)
+    const ids = (html: string) => [...html.matchAll(/href="\/dashboard\/log\?[^"]*id=(\d+)"/g)].map((m) => Number(m[1]))
+    const first = await (await fetch(`${gw.url}/dashboard/log?range=today&route=/chat`, { headers: { cookie } })).text()
+    const older = /id="older" href="([^"]+)"/.exec(first)?.[1]?.replace(/&amp;/g, '&')
+    expect(older).toBeDefined()
+    const second = await (await fetch(`${gw.url}${older}`, { headers: { cookie } })).text()
+    const page1 = ids(first)
+    const page2 = ids(second)
+    expect(page1).toHaveLength(50)
+    expect(page2).toHaveLength(6)
+    const all = [...page1, ...page2]
+    expect(all).toEqual([...all].sort((a, b) => b - a))
+    expect(new Set(all).size).toBe(56)
+    expect(/id="older"/.test(second)).toBe(false)
   })
 })
