@@ -1,4 +1,4 @@
-import { Hono, type Context, type MiddlewareHandler } from 'hono'
+import { Hono, type Context } from 'hono'
 import { getCookie, setCookie, deleteCookie } from 'hono/cookie'
 import { html } from 'hono/html'
 import type { Child } from 'hono/jsx'
@@ -13,7 +13,6 @@ import { CSV_FORMAT, LOG_COLUMNS, toCsvRecord } from '../../core/log-columns.js'
 import type { LimitOverrides } from '../../core/types.js'
 import { resolveRange, type UsageRangeView, type UsageViews } from '../../core/usage-views.js'
 import type { RequestFilter, Store } from '../../storage/store.js'
-import { H } from '../../core/headers.js'
 import type { AppEnv } from '../env.js'
 import { clientIp } from '../middleware/request-context.js'
 import { presentedKey } from '../middleware/auth.js'
@@ -308,7 +307,6 @@ export function dashboardRoutes(s: DashboardServices): Hono<DashEnv> {
     if (!e) s.onUnexpected(err)
     const status = e?.status ?? 500
     const text = e?.message ?? 'The gateway failed to show this page'
-    c.header(H.requestId, undefined)
     return render(
       c,
       <Document title="Error">
