@@ -8,7 +8,7 @@ import { isBusy } from '../storage/sqlite/open.js'
 import { SqliteStore } from '../storage/sqlite/sqlite-store.js'
 import { parseSwitch } from './switches.js'
 import { translateError } from './system-errors.js'
-import { escapeControl } from './table.js'
+import { escapeControl } from '../core/escape.js'
 
 export type CommandFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type CommandArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
