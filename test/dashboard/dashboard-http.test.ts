@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parse } from 'csv-parse/sync'
-import { runJson } from '../support/cli.js'
-import { startGateway, NO_LIMITS, type TestGateway } from '../support/gateway.js'
+import { rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { runJson, spawnServe } from '../support/cli.js'
+import { startGateway, NO_LIMITS, tempDir, type TestGateway } from '../support/gateway.js'
 
 /** Logs in over plain HTTP as a browser would; returns the session cookie and the page's CSRF token. */
 async function login(gw: TestGateway, key: string, headers: Record<string, string> = {}) {
@@ -110,6 +112,28 @@ describe('dashboard over HTTP: session, CSRF, headers', () => {
 })
 
 describe('dashboard off', () => {
+  it('gateway serve has it on; --no-dashboard and GATEWAY_DASHBOARD=off turn it off', async () => {
+    const dir = tempDir('gw-dash-serve-')
+    try {
+      for (const [args, env, status] of [
+        [[], {}, 200],
+        [['--no-dashboard'], {}, 401],
+        [[], { GATEWAY_DASHBOARD: 'off' }, 401],
+      ] as const) {
+        const child = await spawnServe(['--db', join(dir, 'g.db'), '--no-csv-log', ...args], { ...env })
+        try {
+          const res = await fetch(`${child.url}/dashboard/login`)
+          await res.arrayBuffer()
+          expect(res.status, JSON.stringify({ args, env })).toBe(status)
+        } finally {
+          await child.stop()
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it('--no-dashboard leaves /dashboard to the API (a key is needed, no page)', async () => {
     const gw = await startGateway({ dashboard: false })
     try {

@@ -154,7 +154,7 @@ export function dashboardRoutes(s: DashboardServices): Hono<DashEnv> {
     const key = session && (await s.store.findKey(session.keyId))
     if (!session || !key || !key.admin || !isUsable(key, s.clock.now())) {
       sessions.end(id)
-      if (c.req.method === 'GET') return c.redirect('/dashboard/login', 303)
+      if (c.req.method === 'GET' || c.req.method === 'HEAD') return c.redirect('/dashboard/login', 303)
       throw forbidden('Your dashboard session has ended: log in again', 'session_expired')
     }
     if (c.req.method === 'POST') {
