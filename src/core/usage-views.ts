@@ -25,6 +25,8 @@ export interface UsageRangeView {
   /** The same range as instants (ISO, since inclusive, until exclusive): the log view's filter. */
   window: { since: string; until: string }
   bucketMinutes: number
+  /** The `gateway usage` command that reports the same totals (whole days only). */
+  usageCommand: string | null
   /** Every bucket of the range in order, so a quiet stretch shows as zero, not as a gap. */
   buckets: string[]
 }
@@ -66,6 +68,7 @@ export function resolveRange(query: { range?: string; from?: string; to?: string
       span: window,
       window,
       bucketMinutes: minutes,
+      usageCommand: null,
       buckets: windowBuckets(since, now, minutes),
     }
   }
@@ -82,7 +85,12 @@ export function resolveRange(query: { range?: string; from?: string; to?: string
   }
   const label = fromDay === toDay ? fromDay : `${fromDay} to ${toDay}`
   const window = { since: new Date(calendar.dayStart(fromDay)).toISOString(), until: new Date(calendar.dayStart(nextDay(toDay))).toISOString() }
-  return { name, label: `${label} (whole days, ${calendar.timeZone})`, span: { fromDay, toDay }, window, bucketMinutes: 24 * 60, buckets: daysFrom(fromDay, toDay) }
+  const usageCommand = [
+    `gateway usage --since ${fromDay}`,
+    toDay === today ? '' : ` --until ${nextDay(toDay)}`,
+    calendar.timeZone === 'UTC' ? '' : ` --timezone ${calendar.timeZone}`,
+  ].join('')
+  return { name, label: `${label} (whole days, ${calendar.timeZone})`, span: { fromDay, toDay }, window, bucketMinutes: 24 * 60, usageCommand, buckets: daysFrom(fromDay, toDay) }
 }
 
 export interface Totals {

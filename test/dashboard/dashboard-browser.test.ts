@@ -84,6 +84,8 @@ describe('dashboard in a real browser', () => {
     expect(await figure(page, '[data-figure=requests] .value')).toBe(cli.json.total.requests)
     expect(await figure(page, '[data-figure=tokens] .value')).toBe(report.total.total_tokens)
     expect(await page.locator('[data-figure=error-rate] .unit').innerText()).toBe(`${cli.json.total.errors} err`)
+    // The page names the command it agrees with.
+    expect(await page.locator('.ranges code').innerText()).toBe(`gateway usage --since ${today}`)
     expect(await page.locator('svg.chart').count()).toBe(2)
     await page.goto(`${gw.url}/dashboard/usage?range=today&by=key`)
     for (const k of report.keys) {

@@ -87,6 +87,34 @@ describe('dashboard over HTTP: session, CSRF, headers', () => {
     expect(api.status).toBe(429)
   })
 
+  it('rotates a key and sets its limits by the CLI\'s rules', async () => {
+    const { cookie, csrf } = await login(gw, admin)
+    const old = gw.createKey({ name: 'rotated', limits: NO_LIMITS })
+    const id = gw.admin.findKey('rotated')!.id
+    const post = (path: string, body: Record<string, string>) =>
+      fetch(`${gw.url}/dashboard/keys/${id}/${path}`, { method: 'POST', headers: { cookie, origin: gw.url, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ csrf, ...body }) })
+    const rotated = await post('rotate', { grace: '0' })
+    expect(rotated.status).toBe(200)
+    const secret = /id="new-secret">([^<]+)</.exec(await rotated.text())?.[1]?.trim()
+    expect(secret).toMatch(/^gw-[A-Za-z0-9_-]{43}$/)
+    expect((await gw.post('/chat', old, { message: 'hi' })).status).toBe(401)
+    expect((await gw.post('/chat', secret!, { message: 'hi' })).status).toBe(200)
+    // Limits: a number, "off", "default" (drops the key's own); empty fields stay.
+    expect((await post('limits', { dailyTokens: '1234', rpm: 'off' })).status).toBe(200)
+    expect(gw.admin.findKey(id)!.limits).toMatchObject({ dailyTokens: 1234, rpm: null })
+    expect((await post('limits', { dailyTokens: 'default' })).status).toBe(200)
+    expect(gw.admin.findKey(id)!.limits).not.toHaveProperty('dailyTokens')
+    expect(gw.admin.findKey(id)!.limits.rpm).toBeNull()
+    const bad = await post('limits', { rpm: 'lots' })
+    expect(bad.status).toBe(400)
+    expect(await bad.text()).toContain('requests per minute must be a positive whole number or &quot;off&quot;')
+    // The CLI's rule: a revoked key gets no new secret.
+    expect((await post('revoke', {})).status).toBe(200)
+    const again = await post('rotate', { grace: '0' })
+    expect(again.status).toBe(400)
+    expect(await again.text()).toContain('is revoked and cannot get a new secret')
+  })
+
   it('logout ends the session', async () => {
     const { cookie, csrf } = await login(gw, admin)
     const out = await fetch(`${gw.url}/dashboard/logout`, { method: 'POST', redirect: 'manual', headers: { cookie, origin: gw.url, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ csrf }) })

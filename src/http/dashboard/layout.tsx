@@ -88,6 +88,11 @@ export function RangePicker(props: { path: string; query: Record<string, string 
         </button>
       </form>
       <span class="muted">{range.label}</span>
+      {range.usageCommand ? (
+        <span class="muted">
+          same totals as <code>{range.usageCommand}</code>
+        </span>
+      ) : null}
     </div>
   )
 }
