@@ -12,7 +12,10 @@ import { Metrics } from './http/metrics.js'
 import { CsvLog } from './storage/csv-log.js'
 import { ServerLock } from './storage/sqlite/server-lock.js'
 import { SqliteStore } from './storage/sqlite/sqlite-store.js'
-import { createUpstream, type OpenAIUpstream } from './upstream/openai-upstream.js'
+import type { LoadedUpstreams } from './core/routing/config.js'
+import { Router } from './core/routing/router.js'
+import { createUpstreams } from './upstream/create.js'
+import type { HttpUpstream } from './upstream/http-upstream.js'
 
 export interface GatewaySettings {
   db: string
@@ -37,6 +40,8 @@ export interface GatewaySettings {
   accessLog: AccessLogFormat
   /** Serve the browser dashboard under /dashboard. */
   dashboard: boolean
+  /** `--upstreams FILE`, read and validated; without it OPENAI_API_KEY / OPENAI_BASE_URL make one upstream. */
+  upstreams?: LoadedUpstreams
 }
 
 export const DEFAULT_SETTINGS: Omit<GatewaySettings, 'db'> = {
@@ -61,7 +66,10 @@ export interface BuiltGateway {
   app: ReturnType<typeof createApp>
   gateway: Gateway
   store: SqliteStore
-  upstream: OpenAIUpstream
+  /** The first upstream (the only one without an upstreams file): banner and --check-upstream. */
+  upstream: HttpUpstream
+  upstreams: HttpUpstream[]
+  router: Router
   requestLog: RequestLog
   /** Stops watching the store, waits for every request's row to be committed, closes files, store and transport, and gives up the database. */
   close(): Promise<void>
@@ -87,13 +95,16 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
   }
   const sinks: RowSink[] = settings.csvLog ? [new CsvLog(settings.csvLog)] : []
   const requestLog = new RequestLog(store, sinks, onError)
-  const upstream = createUpstream({ ...settings, warn, clock })
+  const made = createUpstreams({ ...settings, warn, clock })
+  const upstreams = made.routed.map((r) => r.upstream)
+  const upstream = upstreams[0]
+  const router = new Router(made.routed, made.aliases, { cooldown: made.cooldown, deadlineMs: settings.totalTimeoutMs }, clock)
   const accessLog = settings.accessLog === 'off' ? null : new AccessLog(settings.accessLog)
   let metrics: Metrics | null = null
   const gateway = new Gateway({
     store,
     clock,
-    upstream,
+    router,
     calendar,
     pricing,
     requestLog,
@@ -104,14 +115,18 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
     },
     onError,
   })
-  metrics = new Metrics(() => gateway.queue)
+  metrics = new Metrics(() => gateway.queue, upstreams.map((u) => u.name))
   const stopWatching = gateway.watch()
   const app = createApp({
     gateway,
     usage: new UsageReports(store),
     metrics,
     clock,
-    upstreamState: () => ({ mode: upstream.isMock ? 'mock' : 'upstream', ...upstream.health.state() }),
+    upstreamState: () => ({
+      mode: made.isMock ? 'mock' : 'upstream',
+      ...upstream.health.state(),
+      upstreams: router.views().map((view, i) => ({ ...view, ...upstreams[i].health.state() })),
+    }),
     model: settings.model,
     options: { bodyLimit: settings.bodyLimit, trustProxy: settings.trustProxy, metricsPublic: settings.metricsPublic },
     onUnexpected: onError,
@@ -124,6 +139,8 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
     gateway,
     store,
     upstream,
+    upstreams,
+    router,
     requestLog,
     async close() {
       stopWatching()
@@ -135,7 +152,7 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
       for (const sink of sinks) sink.close()
       store.close()
       lock?.release()
-      await upstream.close()
+      await Promise.all(upstreams.map((u) => u.close()))
     },
   }
 }

@@ -14,7 +14,7 @@ export function shallowHealth({ gateway }: AppServices) {
   }
 }
 
-/** The store's and the upstream's state: `degraded` while the upstream's last call failed. */
+/** The store's and the upstreams' state: `degraded` while the (first) upstream's last call failed or an upstream is in cooldown. */
 export function deepHealth({ gateway, upstreamState }: AppServices) {
   return function health(c: Context<AppEnv>) {
     const started = performance.now()
@@ -22,6 +22,7 @@ export function deepHealth({ gateway, upstreamState }: AppServices) {
     const store = { ok: true, ms: Math.round((performance.now() - started) * 100) / 100 }
     const upstream = upstreamState()
     const failing = upstream.lastFailure !== null && (upstream.lastSuccessAt === null || upstream.lastFailure.at > upstream.lastSuccessAt)
-    return c.json({ status: failing ? 'degraded' : 'ok', store, upstream })
+    const cooling = upstream.upstreams.some((u) => u.state !== 'closed')
+    return c.json({ status: failing || cooling ? 'degraded' : 'ok', store, upstream })
   }
 }
