@@ -44,6 +44,16 @@ describe('dashboard over HTTP: session, CSRF, headers', () => {
     expect(form.headers.get('x-content-type-options')).toBe('nosniff')
     const body = await form.text()
     expect(body).not.toMatch(/<script|style=/)
+    // Its assets: named by digest, cached for a year, served by the gateway itself.
+    const assets = [...body.matchAll(/(?:href)="(\/dashboard\/assets\/[^"]+)"/g)].map((m) => m[1])
+    expect(assets).toHaveLength(2)
+    for (const path of assets) {
+      const res = await fetch(`${gw.url}${path}`)
+      expect(res.status, path).toBe(200)
+      expect(res.headers.get('cache-control'), path).toBe('public, max-age=31536000, immutable')
+      expect(res.headers.get('content-type'), path).toMatch(/^(text\/css|image\/svg\+xml)/)
+      expect(await res.text(), path).not.toMatch(/gw-[A-Za-z0-9_-]{8}/)
+    }
   })
 
   it('sets an HttpOnly SameSite=Strict cookie scoped to /dashboard, Secure behind an https proxy', async () => {
@@ -170,6 +180,27 @@ describe('dashboard off', () => {
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe('invalid_api_key')
     } finally {
       await gw.stop()
+    }
+  })
+})
+
+describe('the log detail', () => {
+  it('shows prompt and answer text only when the gateway stores them (--log-bodies)', async () => {
+    for (const logBodies of [false, true]) {
+      const gw = await startGateway({ logBodies })
+      try {
+        const admin = gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
+        expect((await gw.post('/chat', admin, { message: 'the secret recipe' })).status).toBe(200)
+        await gw.built.requestLog.drain()
+        const { cookie } = await login(gw, admin)
+        const list = await (await fetch(`${gw.url}/dashboard/log?range=today&route=/chat`, { headers: { cookie } })).text()
+        const link = /href="(\/dashboard\/log\?[^"]*id=\d+)"/.exec(list)![1].replace(/&amp;/g, '&')
+        const detail = await (await fetch(`${gw.url}${link}`, { headers: { cookie } })).text()
+        expect(detail).toContain('id="detail"')
+        expect(detail.includes('the secret recipe'), `logBodies ${logBodies}`).toBe(logBodies)
+      } finally {
+        await gw.stop()
+      }
     }
   })
 })

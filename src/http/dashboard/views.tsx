@@ -396,6 +396,7 @@ function Detail(props: { id: number; row: RequestRow; logBodies: boolean }) {
     ['Client IP', r.ip],
     ['Method and route', `${r.method} ${r.route}`],
     ['Model', r.model ?? '-'],
+    ['Upstream', r.upstream ? `${r.upstream}${r.servedModel && r.servedModel !== r.model ? ` (as ${r.servedModel})` : ''}, ${count(r.attempts, 'attempt')}` : 'none called'],
     ['Status', `${r.status}${r.errorCode ? ` ${r.errorCode}` : ''}`],
     ['Tokens', `${num(r.promptTokens)} prompt + ${num(r.completionTokens)} completion = ${count(r.totalTokens, 'token')}${r.estimated ? ' (estimated)' : ''}`],
     ['Latency', `${ms(r.latencyMs)} total, ${ms(r.upstreamMs)} upstream, ${ms(r.queuedMs)} queued`],
