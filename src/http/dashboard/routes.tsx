@@ -133,9 +133,9 @@ export function dashboardRoutes(s: DashboardServices): Hono<DashEnv> {
     const ip = clientIp(c as unknown as Context<AppEnv>, s.trustProxy)
     let key
     try {
-      s.gateway.checkIp(ip)
+      await s.gateway.checkIp(ip)
       const presented = presentedKey(undefined, str(form.key))
-      key = s.gateway.authenticate(presented === '' || presented === null ? null : presented, ip)
+      key = await s.gateway.authenticate(presented === '' || presented === null ? null : presented, ip)
     } catch (err) {
       if (!(err instanceof GatewayError)) throw err
       const message = err.status === 429 ? 'Too many failed attempts from your address: wait a minute and try again.' : err.status === 401 && err.code !== 'invalid_api_key' ? err.message : 'That key is not valid.'
@@ -261,7 +261,7 @@ export function dashboardRoutes(s: DashboardServices): Hono<DashEnv> {
     try {
       const message = await act(await c.req.parseBody())
       // Forced: the change marker moves only for other connections' commits, and this write was the server's own.
-      s.gateway.refresh(true)
+      await s.gateway.refresh(true)
       return keysPage(c, message)
     } catch (err) {
       if (err instanceof GatewayError) return keysPage(c, { kind: 'error', text: err.message }, err.status)
