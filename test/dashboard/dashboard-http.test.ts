@@ -125,6 +125,11 @@ describe('dashboard over HTTP: session, CSRF, headers', () => {
     expect(await again.text()).toContain('is revoked and cannot get a new secret')
   })
 
+  it('refuses a form body over 16 KiB', async () => {
+    const res = await fetch(`${gw.url}/dashboard/login`, { method: 'POST', headers: { origin: gw.url, 'content-type': 'application/x-www-form-urlencoded' }, body: `key=${'a'.repeat(100_000)}` })
+    expect(res.status).toBe(413)
+  })
+
   it('logout ends the session', async () => {
     const { cookie, csrf } = await login(gw, admin)
     const out = await fetch(`${gw.url}/dashboard/logout`, { method: 'POST', redirect: 'manual', headers: { cookie, origin: gw.url, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ csrf }) })

@@ -1,11 +1,12 @@
 import { Hono, type Context } from 'hono'
 import { getCookie, setCookie, deleteCookie } from 'hono/cookie'
+import { bodyLimit } from 'hono/body-limit'
 import { html } from 'hono/html'
 import type { Child } from 'hono/jsx'
 import { stringify } from 'csv-stringify/sync'
 import type { Calendar } from '../../core/calendar.js'
 import type { Clock } from '../../core/clock.js'
-import { badRequest, forbidden, GatewayError, notFound } from '../../core/errors.js'
+import { badRequest, forbidden, GatewayError, notFound, payloadTooLarge } from '../../core/errors.js'
 import type { Gateway } from '../../core/gateway.js'
 import { isUsable, type KeyManager } from '../../core/keys.js'
 import { parseLimitValue } from '../../core/limits.js'
@@ -50,6 +51,8 @@ const SECURITY_HEADERS = {
 } as const
 
 const LOG_PAGE = 50
+/** The largest dashboard form body, in bytes. */
+const FORM_LIMIT = 16 * 1024
 
 /** https when the request came over TLS, as the proxy says (only believed with --trust-proxy). */
 function isHttps(c: Ctx, trustProxy: boolean): boolean {
@@ -112,6 +115,9 @@ export function dashboardRoutes(s: DashboardServices): Hono<DashEnv> {
   ] as const) {
     app.get(asset.path.slice('/dashboard'.length), (c) => c.body(asset.body, 200, { 'content-type': type, 'cache-control': 'public, max-age=31536000, immutable' }))
   }
+
+  // Forms are small: a larger body is refused as it streams in, not buffered (the API's own limit does not reach here).
+  app.use('*', bodyLimit({ maxSize: FORM_LIMIT, onError: () => { throw payloadTooLarge(FORM_LIMIT) } }))
 
   // Every POST: same origin (a browser always sends Origin on a form POST) before anything else.
   app.use('*', async (c, next) => {
