@@ -3,7 +3,9 @@ import { systemClock, type Clock } from './core/clock.js'
 import { Gateway } from './core/gateway.js'
 import { Pricing } from './core/pricing.js'
 import { RequestLog, type RowSink } from './core/request-log.js'
+import { KeyManager } from './core/keys.js'
 import { UsageReports } from './core/usage.js'
+import { UsageViews } from './core/usage-views.js'
 import { AccessLog, type AccessLogFormat } from './http/access-log.js'
 import { createApp } from './http/app.js'
 import { Metrics } from './http/metrics.js'
@@ -36,6 +38,8 @@ export interface GatewaySettings {
   bodyLimit: number
   /** One line per request on stdout. */
   accessLog: AccessLogFormat
+  /** Serve the browser dashboard under /dashboard. */
+  dashboard: boolean
   /** `--upstreams FILE`, read and validated; without it OPENAI_API_KEY / OPENAI_BASE_URL make one upstream. */
   upstreams?: LoadedUpstreams
 }
@@ -55,6 +59,7 @@ export const DEFAULT_SETTINGS: Omit<GatewaySettings, 'db'> = {
   metricsPublic: false,
   bodyLimit: 1024 * 1024,
   accessLog: 'off',
+  dashboard: true,
 }
 
 export interface BuiltGateway {
@@ -125,6 +130,9 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
     model: settings.model,
     options: { bodyLimit: settings.bodyLimit, trustProxy: settings.trustProxy, metricsPublic: settings.metricsPublic },
     onUnexpected: onError,
+    dashboard: settings.dashboard
+      ? { gateway, store, keys: new KeyManager(store, clock), views: new UsageViews(store, calendar), clock, calendar, logBodies: settings.logBodies, trustProxy: settings.trustProxy, onUnexpected: onError }
+      : null,
   })
   return {
     app,
