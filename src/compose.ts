@@ -3,7 +3,9 @@ import { systemClock, type Clock } from './core/clock.js'
 import { Gateway } from './core/gateway.js'
 import { Pricing } from './core/pricing.js'
 import { RequestLog, type RowSink } from './core/request-log.js'
+import { KeyManager } from './core/keys.js'
 import { UsageReports } from './core/usage.js'
+import { UsageViews } from './core/usage-views.js'
 import { AccessLog, type AccessLogFormat } from './http/access-log.js'
 import { createApp } from './http/app.js'
 import { Metrics } from './http/metrics.js'
@@ -43,6 +45,8 @@ export interface GatewaySettings {
   redisLeaseMs: number
   /** With Redis: how long it may answer nothing before requests get 503 limiter_unavailable. */
   redisTimeoutMs: number
+  /** Serve the browser dashboard under /dashboard. */
+  dashboard: boolean
   /** `--upstreams FILE`, read and validated; without it OPENAI_API_KEY / OPENAI_BASE_URL make one upstream. */
   upstreams?: LoadedUpstreams
 }
@@ -65,6 +69,7 @@ export const DEFAULT_SETTINGS: Omit<GatewaySettings, 'db'> = {
   redis: null,
   redisLeaseMs: 60_000,
   redisTimeoutMs: 100,
+  dashboard: true,
 }
 
 export interface BuiltGateway {
@@ -139,6 +144,9 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
     model: settings.model,
     options: { bodyLimit: settings.bodyLimit, trustProxy: settings.trustProxy, metricsPublic: settings.metricsPublic },
     onUnexpected: onError,
+    dashboard: settings.dashboard
+      ? { gateway, store, keys: new KeyManager(store, clock), views: new UsageViews(store, calendar), clock, calendar, logBodies: settings.logBodies, trustProxy: settings.trustProxy, onUnexpected: onError }
+      : null,
   })
   return {
     app,

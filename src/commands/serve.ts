@@ -4,7 +4,7 @@ import { setFlagsFromString } from 'node:v8'
 import { BaseCommand, EXIT } from '../cli/base-command.js'
 import { renderBanner } from '../cli/banner.js'
 import { parseDuration } from '../cli/durations.js'
-import { meansOff } from '../cli/switches.js'
+import { meansOff, parseSwitch } from '../cli/switches.js'
 import { buildGateway, DEFAULT_SETTINGS, type GatewaySettings } from '../compose.js'
 import { Calendar } from '../core/calendar.js'
 import { badRequest, unavailable } from '../core/errors.js'
@@ -63,6 +63,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
     'redis-lease': Flags.string({ description: 'with --redis: how long a stopped gateway\'s reservations and slots stay held', env: 'GATEWAY_REDIS_LEASE', default: seconds(DEFAULT_SETTINGS.redisLeaseMs) }),
     'redis-timeout': Flags.string({ description: 'with --redis: how long Redis may answer nothing before requests get 503 limiter_unavailable', env: 'GATEWAY_REDIS_TIMEOUT', default: `${DEFAULT_SETTINGS.redisTimeoutMs}ms` }),
     workers: Flags.integer({ description: 'processes serving the one port (above 1 needs --redis)', env: 'GATEWAY_WORKERS', default: 1, min: 1 }),
+    'no-dashboard': Flags.boolean({ description: 'serve no browser dashboard at /dashboard (GATEWAY_DASHBOARD=off does the same)', default: false }),
     'shutdown-timeout': Flags.string({ description: 'on SIGINT/SIGTERM, how long in-flight requests may finish', env: 'GATEWAY_SHUTDOWN_TIMEOUT', default: '10s' }),
   }
 
@@ -104,6 +105,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
       redis,
       redisLeaseMs,
       redisTimeoutMs,
+      dashboard: !f['no-dashboard'] && (process.env.GATEWAY_DASHBOARD === undefined || parseSwitch(process.env.GATEWAY_DASHBOARD, 'GATEWAY_DASHBOARD')),
     }
     // Straight to stderr: oclif's logToStderr is silent under --json, and these are for the operator.
     const warn = (line: string) => process.stderr.write(`${line}\n`)
