@@ -42,6 +42,8 @@ const HELP = `usage: node bench/run.js [options]
                        round, and print where its CPU goes during those loads (the
                        .cpuprofile is kept in bench/results/)
   --timeout S          hard limit for the whole run (default: computed from the plan)
+  --redis URL          the gateway keeps its limits in this Redis (\`serve --redis\`); the key's state
+                       is under its own id, so a shared Redis is not disturbed
   --keep               keep the temporary database and CSV log
   --out FILE           results JSON (default bench/results/bench-<time>.json)
   --help`
@@ -60,6 +62,7 @@ const { values: argv } = parseArgs({
     profile: { type: 'boolean', default: false },
     timeout: { type: 'string' },
     keep: { type: 'boolean', default: false },
+    redis: { type: 'string' },
     out: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
@@ -286,6 +289,7 @@ async function startGateway(tmp, upstreamPort, nodeFlags = []) {
     '--max-inflight', '100000',
     '--queue-size', '100000',
     '--csv-log', path.join(tmp, 'requests.csv'),
+    ...(argv.redis ? ['--redis', argv.redis] : []),
     '--json',
   ]
   const env = cleanEnv({ OPENAI_API_KEY: 'sk-bench', OPENAI_BASE_URL: `http://${HOST}:${upstreamPort}/v1` })

@@ -10,6 +10,7 @@ import { AccessLog, type AccessLogFormat } from './http/access-log.js'
 import { createApp } from './http/app.js'
 import { Metrics } from './http/metrics.js'
 import { CsvLog } from './storage/csv-log.js'
+import { RedisLimiter } from './storage/redis/redis-limiter.js'
 import { ServerLock } from './storage/sqlite/server-lock.js'
 import { SqliteStore } from './storage/sqlite/sqlite-store.js'
 import type { LoadedUpstreams } from './core/routing/config.js'
@@ -38,6 +39,12 @@ export interface GatewaySettings {
   bodyLimit: number
   /** One line per request on stdout. */
   accessLog: AccessLogFormat
+  /** Redis URL holding every limit (shared by every gateway on it), or null: in this process's memory. */
+  redis: string | null
+  /** With Redis: how long a dead gateway's reservations and slots are held. */
+  redisLeaseMs: number
+  /** With Redis: how long it may answer nothing before requests get 503 limiter_unavailable. */
+  redisTimeoutMs: number
   /** Serve the browser dashboard under /dashboard. */
   dashboard: boolean
   /** `--upstreams FILE`, read and validated; without it OPENAI_API_KEY / OPENAI_BASE_URL make one upstream. */
@@ -59,6 +66,9 @@ export const DEFAULT_SETTINGS: Omit<GatewaySettings, 'db'> = {
   metricsPublic: false,
   bodyLimit: 1024 * 1024,
   accessLog: 'off',
+  redis: null,
+  redisLeaseMs: 60_000,
+  redisTimeoutMs: 100,
   dashboard: true,
 }
 
@@ -71,6 +81,8 @@ export interface BuiltGateway {
   upstreams: HttpUpstream[]
   router: Router
   requestLog: RequestLog
+  /** Connects the limiter (Redis); rejects when it cannot. */
+  ready(): Promise<void>
   /** Stops watching the store, waits for every request's row to be committed, closes files, store and transport, and gives up the database. */
   close(): Promise<void>
 }
@@ -88,7 +100,8 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
   const store = SqliteStore.open(settings.db, { busyTimeoutMs: 0 })
   let lock: ServerLock | null
   try {
-    lock = settings.db === ':memory:' ? null : ServerLock.acquire(settings.db)
+    // With Redis the limits are shared, so several servers may write one database.
+    lock = settings.db === ':memory:' ? null : ServerLock.acquire(settings.db, settings.redis !== null)
   } catch (err) {
     store.close()
     throw err
@@ -114,6 +127,7 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
       accessLog?.write(row)
     },
     onError,
+    limiter: settings.redis === null ? undefined : (queue) => new RedisLimiter({ url: settings.redis!, leaseMs: settings.redisLeaseMs, timeoutMs: settings.redisTimeoutMs, queueTimeoutMs: settings.queueTimeoutMs, store, calendar, clock, queue, warn }),
   })
   metrics = new Metrics(() => gateway.queue, upstreams.map((u) => u.name))
   const stopWatching = gateway.watch()
@@ -142,6 +156,7 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
     upstreams,
     router,
     requestLog,
+    ready: () => gateway.limiter.ready(),
     async close() {
       stopWatching()
       // Every request begun hands its row over (bounded: a straggler must not hold the exit),
@@ -150,6 +165,7 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
       await requestLog.drain()
       accessLog?.flush()
       for (const sink of sinks) sink.close()
+      await gateway.limiter.close()
       store.close()
       lock?.release()
       await Promise.all(upstreams.map((u) => u.close()))

@@ -7,9 +7,10 @@ import { parseDuration } from '../cli/durations.js'
 import { meansOff, parseSwitch } from '../cli/switches.js'
 import { buildGateway, DEFAULT_SETTINGS, type GatewaySettings } from '../compose.js'
 import { Calendar } from '../core/calendar.js'
-import { badRequest } from '../core/errors.js'
+import { badRequest, unavailable } from '../core/errors.js'
 import { parseLimitValue } from '../core/limits.js'
 import { firstEvent } from '../first-event.js'
+import { isWorker, leavePrimary, runWorkers, tellPrimary } from '../cli/workers.js'
 import { ACCESS_LOG_FORMATS } from '../http/access-log.js'
 import { loadUpstreamsFile } from '../cli/upstreams-file.js'
 import { checkBaseUrl, probeUpstream, type UpstreamCheck } from '../upstream/check.js'
@@ -17,6 +18,11 @@ import { startServer } from '../server.js'
 import { csvPathFor, defaultCsvBase } from '../storage/csv-log.js'
 
 const seconds = (ms: number) => `${ms / 1000}s`
+
+/** A Redis URL as shown: without its password. */
+function redactUrl(url: string): string {
+  return url.replace(/\/\/([^@/]*)@/, (_, auth: string) => `//${auth.includes(':') ? `${auth.split(':')[0]}:***` : '***'}@`)
+}
 
 /**
  * V8 lets the old generation grow to several times its live size before a full collection:
@@ -53,6 +59,10 @@ export default class Serve extends BaseCommand<typeof Serve> {
     'access-log': Flags.option({ options: ACCESS_LOG_FORMATS, description: 'one line per request on stdout (default: text, json with --json)', env: 'GATEWAY_ACCESS_LOG' })(),
     'check-upstream': Flags.boolean({ description: 'list each upstream\'s models once before listening and report it; exit 2 if that fails', env: 'GATEWAY_CHECK_UPSTREAM', default: false }),
     upstreams: Flags.string({ description: 'YAML (or JSON) file of upstreams, their models and aliases; keys come from the environment (see docs/operations.md)', env: 'GATEWAY_UPSTREAMS' }),
+    redis: Flags.string({ description: 'Redis URL holding every rate limit, budget and concurrency slot, shared by all gateways on it (e.g. redis://127.0.0.1:6379/0)', env: 'GATEWAY_REDIS_URL' }),
+    'redis-lease': Flags.string({ description: 'with --redis: how long a stopped gateway\'s reservations and slots stay held', env: 'GATEWAY_REDIS_LEASE', default: seconds(DEFAULT_SETTINGS.redisLeaseMs) }),
+    'redis-timeout': Flags.string({ description: 'with --redis: how long Redis may answer nothing before requests get 503 limiter_unavailable', env: 'GATEWAY_REDIS_TIMEOUT', default: `${DEFAULT_SETTINGS.redisTimeoutMs}ms` }),
+    workers: Flags.integer({ description: 'processes serving the one port (above 1 needs --redis)', env: 'GATEWAY_WORKERS', default: 1, min: 1 }),
     'no-dashboard': Flags.boolean({ description: 'serve no browser dashboard at /dashboard (GATEWAY_DASHBOARD=off does the same)', default: false }),
     'shutdown-timeout': Flags.string({ description: 'on SIGINT/SIGTERM, how long in-flight requests may finish', env: 'GATEWAY_SHUTDOWN_TIMEOUT', default: '10s' }),
   }
@@ -61,6 +71,14 @@ export default class Serve extends BaseCommand<typeof Serve> {
     const f = this.flags
     setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`)
     if (!Calendar.isValidZone(f.timezone)) throw badRequest(`Unknown time zone "${f.timezone}"`, 'timezone')
+    const redis = f.redis?.trim() || null
+    if (redis !== null && !/^rediss?:\/\//.test(redis)) throw badRequest(`--redis takes a redis:// or rediss:// URL, got "${redis}"`, 'redis')
+    if (f.workers > 1 && redis === null) {
+      throw badRequest(`--workers ${f.workers} needs --redis: each process would keep its own limits, so every limit would count ${f.workers} times. Give them a shared Redis (--redis URL), or serve with one process.`, 'workers')
+    }
+    const redisLeaseMs = parseDuration(f['redis-lease'], '--redis-lease')
+    const redisTimeoutMs = parseDuration(f['redis-timeout'], '--redis-timeout')
+    if (f.workers > 1 && !isWorker()) return this.primary(f.workers)
     const apiKey = process.env.OPENAI_API_KEY?.trim() || undefined
     const upstreams = f.upstreams ? loadUpstreamsFile(f.upstreams, process.env, { needKeys: !f.mock }) : undefined
     const mock = f.mock || (!apiKey && !upstreams)
@@ -84,11 +102,20 @@ export default class Serve extends BaseCommand<typeof Serve> {
       prices: f.prices,
       bodyLimit: f['body-limit'],
       accessLog: f['access-log'] ?? (this.jsonEnabled() ? 'json' : 'text'),
+      redis,
+      redisLeaseMs,
+      redisTimeoutMs,
       dashboard: !f['no-dashboard'] && (process.env.GATEWAY_DASHBOARD === undefined || parseSwitch(process.env.GATEWAY_DASHBOARD, 'GATEWAY_DASHBOARD')),
     }
     // Straight to stderr: oclif's logToStderr is silent under --json, and these are for the operator.
     const warn = (line: string) => process.stderr.write(`${line}\n`)
     const built = buildGateway(settings, this.clock, (err) => warn(`gateway: unexpected error: ${err instanceof Error ? err.message : String(err)}`), warn)
+    try {
+      await built.ready()
+    } catch (err) {
+      await built.close()
+      throw unavailable(`--redis: cannot reach ${redactUrl(redis!)}: ${err instanceof Error ? err.message : String(err)}`, 'limiter_unavailable', 1000)
+    }
     let check: UpstreamCheck | undefined
     if (f['check-upstream']) {
       for (const upstream of built.upstreams) {
@@ -112,10 +139,22 @@ export default class Serve extends BaseCommand<typeof Serve> {
       db: settings.db,
       csvLog: settings.csvLog ? csvPathFor(settings.csvLog, 'YYYY-MM-DD') : null,
       timezone: settings.timezone,
+      limits: redis === null ? 'memory' : redactUrl(redis),
       ...(check ? { upstreamCheck: check } : {}),
     }
     // Listening for the stop signal before saying we listen: a supervisor may send it at once.
     const stopSignal = firstEvent(process, ['SIGINT', 'SIGTERM'])
+    if (isWorker()) {
+      tellPrimary({ type: 'listening', info })
+      await stopSignal
+      // The primary passes the signal on; a terminal's Ctrl-C reaches this process too: one is enough.
+      process.on('SIGINT', () => {}).on('SIGTERM', () => {})
+      const { cut } = await server.close(parseDuration(f['shutdown-timeout'], '--shutdown-timeout'))
+      tellPrimary({ type: 'stopped', cut })
+      leavePrimary()
+      if (cut > 0) process.exitCode = EXIT.requestsCut
+      return
+    }
     // One compact line: serve runs on, so its JSON is an event stream, not a final document.
     if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify(info)}\n`)
     else {
@@ -135,6 +174,23 @@ export default class Serve extends BaseCommand<typeof Serve> {
     await stopSignal
     this.say('gateway: shutting down, letting requests in flight finish…')
     const { cut } = await server.close(parseDuration(f['shutdown-timeout'], '--shutdown-timeout'))
+    this.stopped(cut)
+  }
+
+  /** `--workers N`: the database migrated once here, then N workers on one port; this process only relays signals and reports. */
+  private async primary(n: number): Promise<void> {
+    void this.store // creates and migrates the database before the workers open it
+    const { cut, code } = await runWorkers(n, (info) => {
+      const shown = { ...info, workers: n }
+      if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify(shown)}\n`)
+      else this.log(`gateway: ${n} workers listening on ${String(info.url)} (limits in Redis)`)
+    })
+    this.say('gateway: workers stopped.')
+    this.stopped(cut)
+    if (code !== 0 && code !== EXIT.requestsCut) process.exitCode = code
+  }
+
+  private stopped(cut: number): void {
     if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify({ stopped: true, cut })}\n`)
     else this.say(cut === 0 ? 'gateway: stopped.' : `gateway: stopped; ${cut} request${cut === 1 ? ' was' : 's were'} cut at the shutdown deadline (answered 503 shutting_down, logged and charged).`)
     if (cut > 0) process.exitCode = EXIT.requestsCut

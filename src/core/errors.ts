@@ -42,6 +42,7 @@ export const ERROR_CODES = [
   'auth_rate_limit_exceeded',
   'queue_full',
   'queue_timeout',
+  'limiter_unavailable',
   'shutting_down',
   'database_in_use',
   'no_database',
@@ -176,6 +177,14 @@ export function unavailable(message: string, code: ErrorCode, retryAfterMs: numb
   const ms = Math.max(0, Math.ceil(retryAfterMs))
   return new GatewayError(503, 'queue_error', code, message, {
     headers: { 'retry-after': String(Math.max(1, Math.ceil(ms / 1000))), 'retry-after-ms': String(ms) },
+  })
+}
+
+/** The shared limit state (Redis) cannot be reached: refused rather than let through unlimited (fail closed). */
+export function limiterUnavailable(cause?: unknown): GatewayError {
+  return new GatewayError(503, 'server_error', 'limiter_unavailable', 'The gateway cannot reach its rate-limit store; retry shortly', {
+    headers: { 'retry-after': '1', 'retry-after-ms': '1000' },
+    cause,
   })
 }
 

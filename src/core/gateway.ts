@@ -1,13 +1,12 @@
 import type { Store } from '../storage/store.js'
-import { AdmissionControl, type Admission } from './admission.js'
-import { BudgetLedger } from './budget.js'
 import type { Calendar } from './calendar.js'
 import { serialise, type PreparedChat } from './chat-request.js'
 import type { Clock } from './clock.js'
 import { GatewayError, shuttingDown, unauthorized, upstreamError } from './errors.js'
-import { IpLimiter } from './ip-limiter.js'
 import { KeyRing } from './keys.js'
 import { resolveIpLimits, resolveKeyLimits } from './limits.js'
+import type { Admission, Limiter } from './limits/limiter.js'
+import { MemoryLimiter } from './limits/memory-limiter.js'
 import type { Pricing } from './pricing.js'
 import { abortError, FairQueue, type QueueOptions } from './queue.js'
 import type { RequestLog } from './request-log.js'
@@ -38,6 +37,8 @@ export interface GatewayDeps {
   observe?: (row: RequestRow) => void
   /** Told when reloading keys and limits fails: once, until a reload succeeds again. */
   onError?: (err: unknown) => void
+  /** The limiter over this process's queue; the in-memory one when absent. */
+  limiter?: (queue: FairQueue) => Limiter
 }
 
 export interface Completion {
@@ -66,8 +67,7 @@ const decoder = new TextDecoder()
  */
 export class Gateway {
   readonly queue: FairQueue
-  readonly ledger: BudgetLedger
-  private readonly admission: AdmissionControl
+  readonly limiter: Limiter
   private readonly keys = new KeyRing()
   private defaults: DefaultOverrides = {}
   private ipLimits: IpLimits = resolveIpLimits({})
@@ -75,7 +75,6 @@ export class Gateway {
   /** The store's change marker at the last successful load. */
   private version = -1
   private reloadFailing = false
-  private readonly ipLimiter = new IpLimiter()
   /** Upstream calls in flight, for the shutdown deadline to cancel. */
   private readonly calls = new Set<AbortController>()
   private stopping = false
@@ -87,8 +86,7 @@ export class Gateway {
 
   constructor(private readonly deps: GatewayDeps) {
     this.queue = new FairQueue(deps.options, deps.clock)
-    this.ledger = new BudgetLedger(deps.store, deps.calendar)
-    this.admission = new AdmissionControl(deps.clock, this.ledger, this.queue)
+    this.limiter = deps.limiter?.(this.queue) ?? new MemoryLimiter(deps.store, deps.calendar, deps.clock, this.queue)
     this.refresh()
   }
 
@@ -131,9 +129,9 @@ export class Gateway {
    * change marker, a few microseconds), so keys and limits as the CLI last left them apply to this
    * very request; then the optional per-IP limit on all requests.
    */
-  checkIp(ip: string): void {
+  checkIp(ip: string): void | Promise<void> {
     this.refreshOrKeep()
-    this.ipLimiter.admitRequest(ip, this.ipLimits.ipRpm, this.deps.clock.now())
+    return this.limiter.admitAddress(ip, this.ipLimits.ipRpm)
   }
 
   /**
@@ -142,19 +140,19 @@ export class Gateway {
    * once. A failure counts against the client's address; past the limit further failures
    * get 429, while valid keys from the same address still pass.
    */
-  authenticate(presented: string | null, ip: string): ApiKey {
+  async authenticate(presented: string | null, ip: string): Promise<ApiKey> {
     const now = this.deps.clock.now()
     let key = presented === null ? null : this.keys.authenticate(presented, now)
     if (!key && presented !== null && this.refreshOrKeep()) key = this.keys.authenticate(presented, now)
     if (key) return key
-    this.ipLimiter.countFailure(ip, this.ipLimits.authFailuresPerMinute, now)
+    await this.limiter.countAuthFailure(ip, this.ipLimits.authFailuresPerMinute)
     throw presented === null ? unauthorized('Missing API key: send "Authorization: Bearer <key>" or "X-API-Key: <key>"') : this.keys.refusal(presented, now)
   }
 
   newRecord(requestId: string, ip: string, method: string, route: string, userAgent: string | null): RequestRecord {
     const now = this.deps.clock.now()
     this.unlogged++
-    return new RequestRecord(requestId, ip, method, route, userAgent, now, this.ledger.dayOf(now))
+    return new RequestRecord(requestId, ip, method, route, userAgent, now, this.limiter.dayOf(now))
   }
 
   /** Writes the record's one log row (group commit); resolves when it is durable. */
@@ -269,7 +267,7 @@ export class Gateway {
     record.model = prepared.model
     if (this.deps.options.logBodies) record.requestBody = JSON.stringify(prepared.body)
     const route = this.route(key, prepared)
-    const admission = await this.admission.admit(key, this.limitsOf(key), prepared, { signal, timeoutMs: queueTimeoutMs })
+    const admission = await this.limiter.admit(key, this.limitsOf(key), prepared, { signal, timeoutMs: queueTimeoutMs })
     record.queuedMs = admission.queuedMs
     record.day = admission.day
     return { route, admission }

@@ -1,4 +1,4 @@
-import { rateLimited } from './errors.js'
+import { rateLimited, type GatewayError } from './errors.js'
 import { SlidingWindow } from './sliding-window.js'
 
 /** Address groups each table tracks at most; past it the least recently seen group is dropped. */
@@ -69,6 +69,14 @@ export class AddressWindows {
   }
 }
 
+export function addressRefusal(limit: number, waitMs: number): GatewayError {
+  return rateLimited(`Too many requests from this address (limit ${limit} per minute)`, 'ip_rate_limit_exceeded', waitMs)
+}
+
+export function authFailureRefusal(waitMs: number): GatewayError {
+  return rateLimited('Too many failed authentication attempts from this address', 'auth_rate_limit_exceeded', waitMs)
+}
+
 /** The per-address limits: requests per minute (optional) and failed authentications per minute. */
 export class IpLimiter {
   readonly requests: AddressWindows
@@ -84,7 +92,7 @@ export class IpLimiter {
     if (limit === null) return
     const window = this.requests.of(addressGroup(ip))
     if (window.admit(now, 1, limit) < 0) {
-      throw rateLimited(`Too many requests from this address (limit ${limit} per minute)`, 'ip_rate_limit_exceeded', window.waitFor(now, 1, limit))
+      throw addressRefusal(limit, window.waitFor(now, 1, limit))
     }
   }
 
@@ -93,7 +101,7 @@ export class IpLimiter {
     if (limit === null) return
     const window = this.failures.of(addressGroup(ip))
     if (window.admit(now, 1, limit) < 0) {
-      throw rateLimited('Too many failed authentication attempts from this address', 'auth_rate_limit_exceeded', window.waitFor(now, 1, limit))
+      throw authFailureRefusal(window.waitFor(now, 1, limit))
     }
   }
 }

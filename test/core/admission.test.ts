@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { AdmissionControl, type Admission } from '../../src/core/admission.js'
+import { AdmissionControl } from '../../src/core/admission.js'
+import type { Admission } from '../../src/core/limits/limiter.js'
 import { BudgetLedger } from '../../src/core/budget.js'
 import { Calendar } from '../../src/core/calendar.js'
 import { countPrompt, prepareCompletion, type PreparedChat } from '../../src/core/chat-request.js'

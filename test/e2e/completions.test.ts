@@ -234,7 +234,7 @@ describe('upstream faults', () => {
     expect(err.status).toBe(status)
     expect(JSON.stringify(err.error)).not.toContain('sk-test')
     expect(gw.built.gateway.queue.active).toBe(0)
-    expect(gw.built.gateway.ledger.state((await lastRow()).keyId!, Date.now()).reserved).toBe(0)
+    expect((await gw.built.gateway.limiter.budget((await lastRow()).keyId!)).reserved).toBe(0)
   })
 
   it('gives up on an upstream that sends headers but no body within the total timeout (504)', async () => {

@@ -29,16 +29,16 @@ beforeAll(async () => {
 
 let callsBefore = 0
 let spentBefore = 0
-beforeEach(() => {
+beforeEach(async () => {
   callsBefore = mock.requests.length
-  spentBefore = gw.built.gateway.ledger.state(keyId, Date.now()).spent
+  spentBefore = (await gw.built.gateway.limiter.budget(keyId)).spent
 })
 
 afterEach(async () => {
   // Nothing of any of this reached the upstream, took a slot or reserved a token.
   expect(mock.requests.slice(callsBefore).map((r) => `${r.path} ${JSON.stringify(r.body).slice(0, 120)}`), 'upstream calls').toEqual([])
   await expectNothingHeld(gw, [keyId])
-  expect(gw.built.gateway.ledger.state(keyId, Date.now()).spent - spentBefore, 'tokens spent').toBe(0)
+  expect((await gw.built.gateway.limiter.budget(keyId)).spent - spentBefore, 'tokens spent').toBe(0)
 })
 
 afterAll(async () => {
@@ -255,7 +255,7 @@ describe('a client that leaves mid-body', () => {
     expect(next.status).toBe(200)
     // That one reached the upstream and spent tokens, as it should: not what afterEach checks.
     callsBefore = mock.requests.length
-    spentBefore = gw.built.gateway.ledger.state(keyId, Date.now()).spent
+    spentBefore = (await gw.built.gateway.limiter.budget(keyId)).spent
   })
 })
 

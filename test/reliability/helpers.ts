@@ -180,11 +180,12 @@ export async function rowFor(gw: TestGateway, requestId: string): Promise<Reques
  */
 export async function expectNothingHeld(gw: TestGateway, keyIds: string[]): Promise<void> {
   const q = gw.built.gateway.queue
-  const ledger = gw.built.gateway.ledger
-  const clean = () => q.active === 0 && q.depth === 0 && keyIds.every((k) => ledger.state(k, Date.now()).reserved === 0)
+  const limiter = gw.built.gateway.limiter
+  const reserved = async () => Promise.all(keyIds.map(async (k) => (await limiter.budget(k)).reserved))
+  const clean = async () => q.active === 0 && q.depth === 0 && (await reserved()).every((r) => r === 0)
   await until(clean, 3_000)
   expect({ active: q.active, depth: q.depth }).toEqual({ active: 0, depth: 0 })
-  for (const k of keyIds) expect(ledger.state(k, Date.now()).reserved, `tokens still reserved for ${k}`).toBe(0)
+  expect(await reserved(), 'tokens still reserved').toEqual(keyIds.map(() => 0))
 }
 
 export function keyIdOf(gw: TestGateway, name: string): string {

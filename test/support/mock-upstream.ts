@@ -34,6 +34,9 @@ export interface MockUpstream {
   abandoned: number
   /** Usage the mock reported, summed over completed answers. */
   reportedTokens: number
+  /** Chat requests being answered now, and the most there were at once. */
+  inflight: number
+  maxInflight: number
   script(...behaviors: Behavior[]): void
   close(): Promise<void>
 }
@@ -60,6 +63,8 @@ export async function startMockUpstream(options: { azure?: AzureShape } = {}): P
     requests: [],
     abandoned: 0,
     reportedTokens: 0,
+    inflight: 0,
+    maxInflight: 0,
     script: (...b) => queue.push(...b),
     close: async () => {
       for (const s of sockets) s.destroy()
@@ -93,8 +98,10 @@ export async function startMockUpstream(options: { azure?: AzureShape } = {}): P
     }
     const behavior = queue.shift() ?? { kind: 'normal' }
     let finished = false
+    state.maxInflight = Math.max(state.maxInflight, ++state.inflight)
     res.on('finish', () => (finished = true))
     res.on('close', () => {
+      state.inflight--
       if (!finished) state.abandoned++
     })
     switch (behavior.kind) {

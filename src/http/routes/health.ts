@@ -1,8 +1,10 @@
 import type { Context, Next } from 'hono'
+import { limiterUnavailable } from '../../core/errors.js'
 import type { AppEnv, AppServices } from '../env.js'
 
 /**
- * `GET /health`: unauthenticated and cheap (one store read), for load balancers. With
+ * `GET /health`: unauthenticated and cheap (one store read), for load balancers; 503
+ * `limiter_unavailable` while the limits' Redis is out of reach. With
  * `?deep=1` it passes on to `deepHealth`, which sits behind the key check and needs an admin.
  */
 export function shallowHealth({ gateway }: AppServices) {
@@ -10,11 +12,12 @@ export function shallowHealth({ gateway }: AppServices) {
     if (c.req.query('deep') !== undefined) return next()
     c.get('record').awaitRow = false // answers while another process holds the write lock
     gateway.refresh() // touches the store: a broken database makes this fail
+    if (!gateway.limiter.state().ok) throw limiterUnavailable() // every chat request would get the same 503: take this one out of rotation
     return c.json({ status: 'ok' })
   }
 }
 
-/** The store's and the upstreams' state: `degraded` while the (first) upstream's last call failed or an upstream is in cooldown. */
+/** The store's, the upstreams' and the limiter's state: `degraded` while the (first) upstream's last call failed, an upstream is in cooldown, or Redis is out of reach. */
 export function deepHealth({ gateway, upstreamState }: AppServices) {
   return function health(c: Context<AppEnv>) {
     const started = performance.now()
@@ -23,6 +26,7 @@ export function deepHealth({ gateway, upstreamState }: AppServices) {
     const upstream = upstreamState()
     const failing = upstream.lastFailure !== null && (upstream.lastSuccessAt === null || upstream.lastFailure.at > upstream.lastSuccessAt)
     const cooling = upstream.upstreams.some((u) => u.state !== 'closed')
-    return c.json({ status: failing || cooling ? 'degraded' : 'ok', store, upstream })
+    const limiter = gateway.limiter.state()
+    return c.json({ status: failing || cooling || !limiter.ok ? 'degraded' : 'ok', store, upstream, limiter })
   }
 }

@@ -8,10 +8,10 @@ export function usageRoutes({ gateway, usage }: AppServices, now: () => number):
   return new Hono<AppEnv>().get('/usage', (c) => {
     const date = c.req.query('date')
     if (date !== undefined && !isDay(date)) throw badRequest('date must be a calendar date, YYYY-MM-DD', 'date')
-    const today = gateway.ledger.dayOf(now())
+    const today = gateway.limiter.dayOf(now())
     const day = date ?? today
     const key = c.get('key')
-    const resetsAt = day === today ? new Date(gateway.ledger.state(key.id, now()).resetAt).toISOString() : null
+    const resetsAt = day === today ? new Date(gateway.limiter.resetAt(now())).toISOString() : null
     if (!key.admin) return c.json({ date: day, resets_at: resetsAt, ...usage.forKey(key, day) })
     return c.json({ date: day, resets_at: resetsAt, ...usage.forDay(day) })
   })

@@ -15,13 +15,35 @@ import { isBusy } from './open.js'
 export class ServerLock {
   private constructor(private readonly conn: Database.Database) {}
 
-  /** Claims the database at `dbPath` (which exists), or throws `database_in_use` naming the holder. */
-  static acquire(dbPath: string): ServerLock {
+  /**
+   * Claims the database at `dbPath` (which exists), or throws `database_in_use` naming the
+   * holder. `shared`: servers whose limits live in Redis, any number of which may share the
+   * database; each holds a read lock on the claim file, which a lone server's claim (it
+   * commits its pid, which needs every read lock gone) cannot get past, and a shared claim
+   * first checks, with a brief write lock, that no lone server holds the file.
+   */
+  static acquire(dbPath: string, shared = false): ServerLock {
     const real = realpathSync(dbPath)
     const file = `${real}.server-lock`
     closeSync(openSync(file, 'a', 0o600)) // like the database: 0600 (SQLite gives its journal the same mode)
     const conn = new Database(file)
+    let committing = false
     try {
+      if (shared) {
+        conn.pragma('busy_timeout = 1000')
+        conn.exec('create table if not exists server (pid integer not null, started_at text not null)')
+        conn.exec('BEGIN')
+        conn.prepare('select count(*) from server').get() // the read lock, held for the server's lifetime
+        const probe = new Database(file)
+        try {
+          probe.pragma('busy_timeout = 1000')
+          probe.exec('BEGIN IMMEDIATE')
+          probe.exec('ROLLBACK')
+        } finally {
+          probe.close()
+        }
+        return new ServerLock(conn)
+      }
       // Long enough for a rival's brief read of the pid, short enough to refuse promptly.
       conn.pragma('busy_timeout = 1000')
       conn.exec('create table if not exists server (pid integer not null, started_at text not null)')
@@ -30,14 +52,18 @@ export class ServerLock {
       conn.exec('BEGIN IMMEDIATE')
       conn.exec('delete from server')
       conn.prepare('insert into server (pid, started_at) values (?, ?)').run(process.pid, new Date().toISOString())
+      committing = true // only servers sharing the database through Redis (read locks) make the commit wait
       conn.exec('COMMIT')
+      committing = false
       conn.exec('BEGIN IMMEDIATE')
       return new ServerLock(conn)
     } catch (err) {
-      const holder = isBusy(err) ? holderOf(conn) : null
+      const holder = isBusy(err) && !committing ? holderOf(conn) : null
       conn.close()
       if (!isBusy(err)) throw err
-      throw databaseInUse(`Another gateway server (pid ${holder ?? 'unknown'}) is serving ${real}. One SQLite database takes one server, or every limit would count twice: stop that one, or use another --db.`)
+      if (committing) throw databaseInUse(`Gateway servers with --redis are serving ${real}; a server without --redis would keep limits of its own beside theirs: give it the same --redis, or use another --db.`)
+      if (shared) throw databaseInUse(`A gateway server without --redis (pid ${holder ?? 'unknown'}) is serving ${real}: servers share one database only when they all keep their limits in Redis.`)
+      throw databaseInUse(`Another gateway server (pid ${holder ?? 'unknown'}) is serving ${real}. One SQLite database takes one server, or every limit would count twice: stop that one, use another --db, or give every server the same --redis.`)
     }
   }
 
