@@ -9,7 +9,8 @@ import { createApp } from './http/app.js'
 import { Metrics } from './http/metrics.js'
 import { CsvLog } from './storage/csv-log.js'
 import { ServerLock } from './storage/sqlite/server-lock.js'
-import { SqliteStore } from './storage/sqlite/sqlite-store.js'
+import type { Store } from './core/store.js'
+import { openStore } from './storage/open-store.js'
 import { createUpstream, type OpenAIUpstream } from './upstream/openai-upstream.js'
 
 export interface GatewaySettings {
@@ -55,7 +56,7 @@ export const DEFAULT_SETTINGS: Omit<GatewaySettings, 'db'> = {
 export interface BuiltGateway {
   app: ReturnType<typeof createApp>
   gateway: Gateway
-  store: SqliteStore
+  store: Store
   upstream: OpenAIUpstream
   requestLog: RequestLog
   /** Stops watching the store, waits for every request's row to be committed, closes files, store and transport, and gives up the database. */
@@ -69,15 +70,16 @@ const ROWS_GRACE_MS = 10_000
  * The composition root: the one place that wires SQLite, the CSV log and the OpenAI upstream
  * together. `onError` hears unexpected errors, `warn` the (rate-limited) upstream failures.
  */
-export function buildGateway(settings: GatewaySettings, clock: Clock = systemClock, onError: (err: unknown) => void = () => {}, warn: (line: string) => void = () => {}): BuiltGateway {
+export async function buildGateway(settings: GatewaySettings, clock: Clock = systemClock, onError: (err: unknown) => void = () => {}, warn: (line: string) => void = () => {}): Promise<BuiltGateway> {
   const calendar = new Calendar(settings.timezone)
   const pricing = Pricing.load(settings.prices)
-  const store = SqliteStore.open(settings.db, { busyTimeoutMs: 0 })
+  const store = openStore(settings.db, { busyTimeoutMs: 0 })
   let lock: ServerLock | null
   try {
-    lock = settings.db === ':memory:' ? null : ServerLock.acquire(settings.db)
+    // PostgreSQL is shared by design (many gateways); a SQLite file has one server.
+    lock = store.kind === 'postgres' || settings.db === ':memory:' ? null : ServerLock.acquire(settings.db)
   } catch (err) {
-    store.close()
+    await store.close()
     throw err
   }
   const sinks: RowSink[] = settings.csvLog ? [new CsvLog(settings.csvLog)] : []
@@ -99,6 +101,13 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
     },
     onError,
   })
+  try {
+    await gateway.start()
+  } catch (err) {
+    await store.close()
+    lock?.release()
+    throw err
+  }
   metrics = new Metrics(() => gateway.queue)
   const stopWatching = gateway.watch()
   const app = createApp({
@@ -125,7 +134,7 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
       await requestLog.drain()
       accessLog?.flush()
       for (const sink of sinks) sink.close()
-      store.close()
+      await store.close()
       lock?.release()
       await upstream.close()
     },

@@ -1,3 +1,4 @@
+import { describeDb, isPostgresUrl } from '../storage/db-url.js'
 import { Flags } from '@oclif/core'
 import { resolve } from 'node:path'
 import { setFlagsFromString } from 'node:v8'
@@ -82,7 +83,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
     }
     // Straight to stderr: oclif's logToStderr is silent under --json, and these are for the operator.
     const warn = (line: string) => process.stderr.write(`${line}\n`)
-    const built = buildGateway(settings, this.clock, (err) => warn(`gateway: unexpected error: ${err instanceof Error ? err.message : String(err)}`), warn)
+    const built = await buildGateway(settings, this.clock, (err) => warn(`gateway: unexpected error: ${err instanceof Error ? err.message : String(err)}`), warn)
     let check: UpstreamCheck | undefined
     if (f['check-upstream']) {
       check = await probeUpstream(built.upstream)
@@ -115,10 +116,10 @@ export default class Serve extends BaseCommand<typeof Serve> {
         renderBanner({
           ...info,
           host: f.host,
-          db: resolve(settings.db),
+          db: isPostgresUrl(settings.db) ? describeDb(settings.db) : resolve(settings.db),
           csvLog: info.csvLog === null ? null : resolve(info.csvLog),
           mockReason: !mock ? null : apiKey ? 'flag' : 'no-key',
-          hasKeys: built.store.listKeys().length > 0,
+          hasKeys: (await built.store.listKeys()).length > 0,
           dbIsDefault: f.db === Serve.baseFlags.db.default,
         }),
       )

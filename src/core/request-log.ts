@@ -1,4 +1,4 @@
-import type { Store } from '../storage/store.js'
+import type { UsageStore } from './store.js'
 import type { RequestRow } from './types.js'
 
 /** Where else rows go after the database (the CSV request log). */
@@ -21,20 +21,21 @@ const MAX_RETRY_MS = 10
  * transaction, and each writer's promise settles when its row is committed. The HTTP layer
  * awaits that before a response's last byte, so what a client received is never lost.
  *
+ * One batch is in flight at a time: rows written while it commits form the next one.
  * While another connection holds the write lock the store refuses at once (it never waits
  * on the serving thread); the batch stays pending, in order, rows written meanwhile join
  * it, and it is tried again on a short timer until the lock is free.
  */
 export class RequestLog {
   private pending: Pending[] = []
-  /** A flush is due (next turn, or a retry timer). */
+  /** A flush is due or running (next turn, a retry timer, or a commit in flight). */
   private scheduled = false
   private retryMs = 0
   private idle: Promise<void> = Promise.resolve()
   private markIdle: () => void = () => {}
 
   constructor(
-    private readonly store: Store,
+    private readonly store: UsageStore,
     private readonly sinks: RowSink[] = [],
     private readonly onSinkError: (err: unknown) => void = () => {},
   ) {}
@@ -45,7 +46,7 @@ export class RequestLog {
       if (!this.scheduled) {
         this.scheduled = true
         this.idle = new Promise<void>((r) => (this.markIdle = r))
-        setImmediate(() => this.flush())
+        setImmediate(() => void this.flush())
       }
     })
   }
@@ -55,28 +56,24 @@ export class RequestLog {
     return this.idle
   }
 
-  private flush(): void {
+  private async flush(): Promise<void> {
     const batch = this.pending
+    this.pending = []
     const rows = batch.map((p) => p.row)
     let written: boolean
     try {
-      written = this.store.appendRequests(rows)
+      written = await this.store.appendRequests(rows)
     } catch (err) {
-      this.pending = []
-      this.scheduled = false
-      this.retryMs = 0
       for (const p of batch) p.reject(err)
-      this.markIdle()
+      this.next()
       return
     }
     if (!written) {
+      this.pending = batch.concat(this.pending)
       this.retryMs = Math.min(MAX_RETRY_MS, this.retryMs * 2 || 1)
-      setTimeout(() => this.flush(), this.retryMs)
+      setTimeout(() => void this.flush(), this.retryMs)
       return
     }
-    this.pending = []
-    this.scheduled = false
-    this.retryMs = 0
     for (const sink of this.sinks) {
       try {
         sink.append(rows)
@@ -85,6 +82,17 @@ export class RequestLog {
       }
     }
     for (const p of batch) p.resolve()
+    this.next()
+  }
+
+  /** After a batch: the rows written meanwhile go next, or the log is idle. */
+  private next(): void {
+    this.retryMs = 0
+    if (this.pending.length > 0) {
+      setImmediate(() => void this.flush())
+      return
+    }
+    this.scheduled = false
     this.markIdle()
   }
 }

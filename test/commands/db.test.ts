@@ -10,7 +10,7 @@ import { tempDir } from '../support/gateway.js'
 
 vi.setConfig({ testTimeout: 240_000, hookTimeout: 60_000 })
 
-const MIGRATIONS = fileURLToPath(new URL('../../migrations', import.meta.url))
+const MIGRATIONS = fileURLToPath(new URL('../../migrations/sqlite', import.meta.url))
 
 let dir: string
 beforeAll(() => {

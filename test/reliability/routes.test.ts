@@ -25,8 +25,8 @@ let routes: Route[] = []
 beforeAll(async () => {
   ;({ mock, gw } = await startOpenGateway())
   port = Number(new URL(gw.url).port)
-  key = gw.createKey({ name: 'alice', limits: NO_LIMITS })
-  admin = gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
+  key = await gw.createKey({ name: 'alice', limits: NO_LIMITS })
+  admin = await gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
   const seen = new Set<string>()
   for (const r of gw.built.app.routes) {
     if (r.path === '/*' || r.path === '*' || r.path === '/health') continue

@@ -105,3 +105,10 @@ export function requestRow(over: Partial<RequestRow> = {}): RequestRow {
     ...over,
   }
 }
+
+/** Every item of an async iterable (the store's paged log reads), in order. */
+export async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = []
+  for await (const item of items) out.push(item)
+  return out
+}

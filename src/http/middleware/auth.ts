@@ -22,9 +22,9 @@ export function presentedKey(authorization: string | undefined, apiKey: string |
 export function requireKey(gateway: Gateway): MiddlewareHandler<AppEnv> {
   return async function authMiddleware(c, next) {
     const record = c.get('record')
-    gateway.checkIp(record.ip)
+    await gateway.checkIp(record.ip)
     const presented = presentedKey(c.req.header(H.authorization), c.req.header(H.apiKey))
-    const key = gateway.authenticate(presented === '' ? null : presented, record.ip)
+    const key = await gateway.authenticate(presented === '' ? null : presented, record.ip)
     record.key = key
     c.set('key', key)
     await next()

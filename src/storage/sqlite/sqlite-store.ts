@@ -1,10 +1,12 @@
 import type { Statement } from 'better-sqlite3'
+import { setTimeout as delay } from 'node:timers/promises'
 import { and, asc, count, desc, eq, gt, gte, inArray, lt, lte, or, sql, type SQL } from 'drizzle-orm'
 import type { SQLiteColumn } from 'drizzle-orm/sqlite-core'
 import { nameTaken } from '../../core/keys.js'
 import { isChatRoute } from '../../core/usage.js'
 import type { ApiKey, DailyUsage, DefaultOverrides, KeySecret, RequestRow } from '../../core/types.js'
-import type { KeyPatch, LogSpan, NewKey, RequestFilter, Store, UsageGroup, UsageRange } from '../store.js'
+import type { KeyPatch, LogSpan, NewKey, RequestFilter, Store, UsageGroup, UsageRange } from '../../core/store.js'
+import { overlay } from '../overlay.js'
 import { isBusy, openDatabase, type OpenedDatabase } from './open.js'
 import { apiKeys, dailyUsage, keySecrets, requestLog, settings, usageRollup } from './schema.js'
 
@@ -20,18 +22,6 @@ export const PRUNE_BATCH = 5_000
  * server's longest wait between two tries of a busy log write (request-log.ts).
  */
 const PRUNE_PAUSE_MS = 20
-
-/** Sleeps without returning to the event loop (the store's methods are synchronous). */
-function pause(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
-}
-
-/** `{...a, ...b}` where a property of `b` set to undefined removes it. */
-function overlay<T extends object>(a: T, b: T): T {
-  const out = { ...a, ...b } as Record<string, unknown>
-  for (const [k, v] of Object.entries(out)) if (v === undefined) delete out[k]
-  return out as T
-}
 
 type KeyRow = typeof apiKeys.$inferSelect
 
@@ -182,6 +172,7 @@ function sumForRollup(rows: RequestRow[]): Iterable<RollupSum> {
 }
 
 export class SqliteStore implements Store {
+  readonly kind = 'sqlite' as const
   private readonly opened: OpenedDatabase
   private readonly insertRow: (values: object) => unknown
   private readonly upsertUsage: (values: object) => unknown
@@ -272,7 +263,7 @@ export class SqliteStore implements Store {
     return this.opened.db
   }
 
-  createKey(key: NewKey, secret: KeySecret): void {
+  async createKey(key: NewKey, secret: KeySecret): Promise<void> {
     guardName(key.name, () =>
       this.db.transaction(
         (tx) => {
@@ -286,7 +277,7 @@ export class SqliteStore implements Store {
     )
   }
 
-  updateKey(id: string, patch: KeyPatch): void {
+  async updateKey(id: string, patch: KeyPatch): Promise<void> {
     // Read and write in one immediate transaction: two CLI runs cannot lose each other's limits.
     guardName(patch.name, () =>
       this.db.transaction(
@@ -307,15 +298,15 @@ export class SqliteStore implements Store {
     )
   }
 
-  revokeKey(id: string, at: number): void {
+  async revokeKey(id: string, at: number): Promise<void> {
     this.db.update(apiKeys).set({ revokedAt: at }).where(eq(apiKeys.id, id)).run()
   }
 
-  deleteKey(id: string): void {
+  async deleteKey(id: string): Promise<void> {
     this.db.delete(apiKeys).where(eq(apiKeys.id, id)).run() // its secrets go by the foreign key's cascade
   }
 
-  rotateSecret(keyId: string, secret: KeySecret, retireAt: number): void {
+  async rotateSecret(keyId: string, secret: KeySecret, retireAt: number): Promise<void> {
     this.db.transaction(
       (tx) => {
         tx.update(keySecrets)
@@ -328,11 +319,11 @@ export class SqliteStore implements Store {
     )
   }
 
-  listKeys(): ApiKey[] {
+  async listKeys(): Promise<ApiKey[]> {
     return this.db.select().from(apiKeys).orderBy(apiKeys.createdAt).all().map(toApiKey)
   }
 
-  findKey(idOrName: string): ApiKey | undefined {
+  async findKey(idOrName: string): Promise<ApiKey | undefined> {
     const row = this.db
       .select()
       .from(apiKeys)
@@ -342,7 +333,7 @@ export class SqliteStore implements Store {
     return row ? toApiKey(row) : undefined
   }
 
-  findSecrets(by: { prefix: string } | { hash: string }): KeySecret[] {
+  async findSecrets(by: { prefix: string } | { hash: string }): Promise<KeySecret[]> {
     return this.db
       .select()
       .from(keySecrets)
@@ -350,7 +341,7 @@ export class SqliteStore implements Store {
       .all()
   }
 
-  listLiveSecrets(now: number): KeySecret[] {
+  async listLiveSecrets(now: number): Promise<KeySecret[]> {
     return this.db
       .select()
       .from(keySecrets)
@@ -358,11 +349,11 @@ export class SqliteStore implements Store {
       .all()
   }
 
-  getDefaults(): DefaultOverrides {
+  async getDefaults(): Promise<DefaultOverrides> {
     return this.db.select().from(settings).where(eq(settings.name, DEFAULTS)).get()?.value ?? {}
   }
 
-  mergeDefaults(changes: DefaultOverrides): DefaultOverrides {
+  async mergeDefaults(changes: DefaultOverrides): Promise<DefaultOverrides> {
     return this.db.transaction(
       (tx) => {
         const current = tx.select().from(settings).where(eq(settings.name, DEFAULTS)).get()?.value ?? {}
@@ -381,7 +372,7 @@ export class SqliteStore implements Store {
     return this.dataVersion.get()!
   }
 
-  appendRequests(rows: RequestRow[]): boolean {
+  async appendRequests(rows: RequestRow[]): Promise<boolean> {
     try {
       this.appendBatch.immediate(rows)
       return true
@@ -392,11 +383,11 @@ export class SqliteStore implements Store {
     }
   }
 
-  dailyUsage(day: string): DailyUsage[] {
+  async dailyUsage(day: string): Promise<DailyUsage[]> {
     return this.db.select().from(dailyUsage).where(eq(dailyUsage.day, day)).all()
   }
 
-  usageBy(group: 'key' | 'day' | 'model', range: UsageRange): UsageGroup[] {
+  async usageBy(group: 'key' | 'day' | 'model', range: UsageRange): Promise<UsageGroup[]> {
     const g = ROLLUP_GROUP[group]
     const total = (column: SQLiteColumn) => sql<number>`sum(${column})`
     const sums = this.db
@@ -459,7 +450,7 @@ export class SqliteStore implements Store {
    * transaction), so a long export never pins a snapshot and the WAL can be checkpointed
    * while it runs. Pages walk the rowid, bounded by the ids the time filter allows.
    */
-  *iterateRequests(filter: RequestFilter): IterableIterator<RequestRow> {
+  async *iterateRequests(filter: RequestFilter): AsyncIterableIterator<RequestRow> {
     const span = this.idSpan(filter)
     if (span === null) return
     // One statement for every page: the filter's values, then the page's id bounds.
@@ -477,7 +468,7 @@ export class SqliteStore implements Store {
     }
   }
 
-  countRequests(filter: RequestFilter): number {
+  async countRequests(filter: RequestFilter): Promise<number> {
     const span = this.idSpan(filter)
     if (span === null) return 0
     const inSpan = and(whereOf(filter), gt(requestLog.id, span.after), lte(requestLog.id, span.last))
@@ -503,30 +494,30 @@ export class SqliteStore implements Store {
     return { after: first - 1, last }
   }
 
-  logSpan(before: string): LogSpan {
+  async logSpan(before: string): Promise<LogSpan> {
     const r = this.db.get<{ rows: number; first: string | null; last: string | null }>(
       sql`select count(*) as rows, min(${requestLog.timestamp}) as first, max(${requestLog.timestamp}) as last from ${requestLog} where ${requestLog.timestamp} < ${before}`,
     )
     return { rows: r.rows, first: r.first, last: r.last }
   }
 
-  pruneRequests(before: string): number {
+  async pruneRequests(before: string): Promise<number> {
     let deleted = 0
     for (;;) {
       const oldest = this.db.select({ id: requestLog.id }).from(requestLog).where(lt(requestLog.timestamp, before)).limit(PRUNE_BATCH)
       const n = this.db.delete(requestLog).where(inArray(requestLog.id, oldest)).run().changes
       deleted += n
       if (n < PRUNE_BATCH) return deleted
-      pause(PRUNE_PAUSE_MS) // the server's waiting log write gets the lock now
+      await delay(PRUNE_PAUSE_MS) // the server's waiting log write gets the lock now
     }
   }
 
   /** How many schema migrations this file has had. */
-  appliedMigrations(): number {
+  async appliedMigrations(): Promise<number> {
     return (this.opened.sqlite.prepare('select count(*) as n from __drizzle_migrations').get() as { n: number }).n
   }
 
-  close(): void {
+  async close(): Promise<void> {
     if (this.opened.sqlite.open) this.opened.sqlite.close()
   }
 }
