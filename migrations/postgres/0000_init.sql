@@ -23,6 +23,7 @@ CREATE TABLE "request_log" (
 	"id" bigserial PRIMARY KEY NOT NULL,
 	"timestamp" text NOT NULL,
 	"request_id" text NOT NULL,
+	"entry_id" text NOT NULL,
 	"key_id" text,
 	"key_name" text,
 	"ip" text NOT NULL,
@@ -70,7 +71,8 @@ ALTER TABLE "key_secrets" ADD CONSTRAINT "key_secrets_key_id_api_keys_id_fk" FOR
 CREATE UNIQUE INDEX "api_keys_live_name" ON "api_keys" USING btree (lower("name")) WHERE "api_keys"."revoked_at" is null;--> statement-breakpoint
 CREATE INDEX "key_secrets_prefix" ON "key_secrets" USING btree ("prefix");--> statement-breakpoint
 CREATE INDEX "key_secrets_key" ON "key_secrets" USING btree ("key_id");--> statement-breakpoint
-CREATE UNIQUE INDEX "request_log_request_id" ON "request_log" USING btree ("request_id");--> statement-breakpoint
+CREATE UNIQUE INDEX "request_log_entry_id" ON "request_log" USING btree ("entry_id");--> statement-breakpoint
+CREATE INDEX "request_log_request_id" ON "request_log" USING btree ("request_id");--> statement-breakpoint
 CREATE INDEX "request_log_timestamp" ON "request_log" USING btree ("timestamp");--> statement-breakpoint
 CREATE INDEX "request_log_key_timestamp" ON "request_log" USING btree ("key_id","timestamp");--> statement-breakpoint
 CREATE INDEX "request_log_day_key" ON "request_log" USING btree ("day","key_id");--> statement-breakpoint

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import type { RequestRow } from '../../src/core/types.js'
 
 /**
@@ -81,6 +82,7 @@ export function requestRow(over: Partial<RequestRow> = {}): RequestRow {
   return {
     timestamp,
     requestId: `direct-${Math.random().toString(36).slice(2)}`,
+    entryId: randomUUID(),
     keyId: null,
     keyName: null,
     ip: '127.0.0.1',

@@ -10,21 +10,13 @@ const MIGRATION_LOCK = 7_263_541_902
 
 export type PgDb = NodePgDatabase<typeof schema>
 
-/** bigint and numeric (sums) read as JS numbers: counts and tokens stay far below 2^53. */
-const types = {
-  getTypeParser(oid: number, format?: 'text' | 'binary') {
-    if (oid === pg.types.builtins.INT8 || oid === pg.types.builtins.NUMERIC) return (v: string) => Number(v)
-    return pg.types.getTypeParser(oid, format)
-  },
-}
-
 export interface PgOptions {
   /** Most connections this process holds (the server: group commits, reads, CLI-like reloads). */
   max?: number
 }
 
 export function connectionConfig(url: string): pg.ClientConfig {
-  return { connectionString: url, types, connectionTimeoutMillis: 5_000, application_name: 'llm-gateway' }
+  return { connectionString: url, connectionTimeoutMillis: 5_000, application_name: 'llm-gateway' }
 }
 
 export function openPool(url: string, options: PgOptions = {}): pg.Pool {

@@ -1,6 +1,7 @@
 import { and, asc, desc, eq, getTableColumns, gt, gte, lt, lte, or, sql, type SQL } from 'drizzle-orm'
 import { drizzle } from 'drizzle-orm/node-postgres'
 import type { PgColumn } from 'drizzle-orm/pg-core'
+import { randomUUID } from 'node:crypto'
 import type pg from 'pg'
 import { nameTaken } from '../../core/keys.js'
 import type { KeyPatch, LogSpan, NewKey, RequestFilter, Store, UsageGroup, UsageRange } from '../../core/store.js'
@@ -74,7 +75,7 @@ function appendStatement(count: number): string {
   }
   return `with ins as (
     insert into request_log (${names}) values ${tuples.join(', ')}
-    on conflict (request_id) do nothing
+    on conflict (entry_id) do nothing
     returning day, key_id, model, route, status, prompt_tokens, completion_tokens, total_tokens, cost_micros
   )
   insert into usage_rollup (day, key_id, model, requests, chat_requests, errors, rate_limited, prompt_tokens, completion_tokens, total_tokens, cost_micros)
@@ -92,6 +93,10 @@ function appendStatement(count: number): string {
     total_tokens = usage_rollup.total_tokens + excluded.total_tokens,
     cost_micros = case when excluded.cost_micros is null then usage_rollup.cost_micros else coalesce(usage_rollup.cost_micros, 0) + excluded.cost_micros end`
 }
+
+/** bigint sums and counts as JS numbers (drizzle hands them over as strings). */
+const num = (v: unknown): number => Number(v)
+const numOrNull = (v: unknown): number | null => (v === null ? null : Number(v))
 
 const groupOrder = (r: RequestRow) => `${r.day}\0${r.keyId ?? ''}\0${r.model ?? ''}`
 
@@ -233,7 +238,7 @@ export class PgStore implements Store {
       for (let start = 0; start < ordered.length; start += ROWS_PER_STATEMENT) {
         const chunk = ordered.slice(start, start + ROWS_PER_STATEMENT)
         const params: unknown[] = [routes]
-        for (const row of chunk) for (const c of LOG_COLUMNS) params.push(row[c.property])
+        for (const row of chunk) for (const c of LOG_COLUMNS) params.push(c.property === 'entryId' ? (row.entryId ?? randomUUID()) : row[c.property])
         await client.query({ name: chunk.length === ROWS_PER_STATEMENT ? 'append_full' : undefined, text: this.statementFor(chunk.length), values: params })
       }
       await client.query('commit')
@@ -256,7 +261,16 @@ export class PgStore implements Store {
   }
 
   async dailyUsage(day: string): Promise<DailyUsage[]> {
-    return (await this.q()).select().from(dailyUsage).where(eq(dailyUsage.day, day))
+    const rows = await (await this.q()).select().from(dailyUsage).where(eq(dailyUsage.day, day))
+    return rows.map((r) => ({
+      ...r,
+      requests: num(r.requests),
+      chatRequests: num(r.chatRequests),
+      promptTokens: num(r.promptTokens),
+      completionTokens: num(r.completionTokens),
+      totalTokens: num(r.totalTokens),
+      costMicros: numOrNull(r.costMicros),
+    }))
   }
 
   async usageBy(group: 'key' | 'day' | 'model', range: UsageRange): Promise<UsageGroup[]> {
@@ -286,8 +300,19 @@ export class PgStore implements Store {
         percentile_disc(0.5) within group (order by ${requestLog.latencyMs}) as p50,
         percentile_disc(0.95) within group (order by ${requestLog.latencyMs}) as p95
       from ${requestLog} where ${where} group by 1`)
-    const byGroup = new Map(latency.rows.map((r) => [r.grp, r]))
-    return sums.map((s) => {
+    const byGroup = new Map(latency.rows.map((r) => [r.grp, { n: num(r.n), p50: numOrNull(r.p50), p95: numOrNull(r.p95) }]))
+    return sums.map((raw) => {
+      const s = {
+        group: raw.group,
+        requests: num(raw.requests),
+        chatRequests: num(raw.chatRequests),
+        errors: num(raw.errors),
+        rateLimited: num(raw.rateLimited),
+        promptTokens: num(raw.promptTokens),
+        completionTokens: num(raw.completionTokens),
+        totalTokens: num(raw.totalTokens),
+        costMicros: numOrNull(raw.costMicros),
+      }
       // Percentiles need every request's latency: unknown once some of the group was pruned.
       const l = byGroup.get(s.group)
       const whole = l !== undefined && l.n === s.requests
@@ -314,7 +339,7 @@ export class PgStore implements Store {
 
   async countRequests(filter: RequestFilter): Promise<number> {
     const [r] = await (await this.q()).select({ n: sql<number>`count(*)::bigint` }).from(requestLog).where(whereOf(filter))
-    return r.n
+    return num(r.n)
   }
 
   async logSpan(before: string): Promise<LogSpan> {
@@ -322,7 +347,7 @@ export class PgStore implements Store {
       .select({ rows: sql<number>`count(*)::bigint`, first: sql<string | null>`min(${requestLog.timestamp})`, last: sql<string | null>`max(${requestLog.timestamp})` })
       .from(requestLog)
       .where(lt(requestLog.timestamp, before))
-    return r
+    return { rows: num(r.rows), first: r.first, last: r.last }
   }
 
   /** Small transactions (each its own statement), so no long lock or huge WAL burst; the rollup stays. */
@@ -340,7 +365,7 @@ export class PgStore implements Store {
 
   async appliedMigrations(): Promise<number> {
     const r = await (await this.q()).execute<{ n: number }>(sql`select count(*)::bigint as n from drizzle.__drizzle_migrations`)
-    return r.rows[0].n
+    return num(r.rows[0].n)
   }
 
   async close(): Promise<void> {

@@ -81,7 +81,7 @@ export const dailyUsage = pgView('daily_usage').as((qb) =>
 )
 
 /**
- * The log. `request_id` is unique: a batch retried after a lost commit acknowledgement (or
+ * The log. `entry_id` is unique: a batch retried after a lost commit acknowledgement (or
  * replayed from the spool) inserts nothing twice, and only rows really inserted reach the rollup.
  */
 export const requestLog = pgTable(
@@ -90,6 +90,8 @@ export const requestLog = pgTable(
     id: bigserial('id', { mode: 'number' }).primaryKey(),
     timestamp: text('timestamp').notNull(),
     requestId: text('request_id').notNull(),
+    /** The gateway's own id of the row (request ids may be the client's and repeat). */
+    entryId: text('entry_id').notNull(),
     keyId: text('key_id'),
     keyName: text('key_name'),
     ip: text('ip').notNull(),
@@ -113,7 +115,8 @@ export const requestLog = pgTable(
     responseBody: text('response_body'),
   },
   (t) => [
-    uniqueIndex('request_log_request_id').on(t.requestId),
+    uniqueIndex('request_log_entry_id').on(t.entryId),
+    index('request_log_request_id').on(t.requestId),
     index('request_log_timestamp').on(t.timestamp),
     index('request_log_key_timestamp').on(t.keyId, t.timestamp),
     index('request_log_day_key').on(t.day, t.keyId),
