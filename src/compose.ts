@@ -11,6 +11,7 @@ import { CsvLog } from './storage/csv-log.js'
 import { ServerLock } from './storage/sqlite/server-lock.js'
 import type { Store } from './core/store.js'
 import { openStore } from './storage/open-store.js'
+import { SpoolingLog } from './storage/spool.js'
 import { createUpstream, type OpenAIUpstream } from './upstream/openai-upstream.js'
 
 export interface GatewaySettings {
@@ -34,6 +35,8 @@ export interface GatewaySettings {
   bodyLimit: number
   /** One line per request on stdout. */
   accessLog: AccessLogFormat
+  /** PostgreSQL only: where log rows wait while the database is unreachable (one directory per gateway). */
+  spoolDir: string
 }
 
 export const DEFAULT_SETTINGS: Omit<GatewaySettings, 'db'> = {
@@ -51,6 +54,7 @@ export const DEFAULT_SETTINGS: Omit<GatewaySettings, 'db'> = {
   metricsPublic: false,
   bodyLimit: 1024 * 1024,
   accessLog: 'off',
+  spoolDir: './data/spool',
 }
 
 export interface BuiltGateway {
@@ -82,8 +86,16 @@ export async function buildGateway(settings: GatewaySettings, clock: Clock = sys
     await store.close()
     throw err
   }
+  let spool: SpoolingLog | null
+  try {
+    spool = store.kind === 'postgres' ? new SpoolingLog(store, settings.spoolDir, onError) : null
+  } catch (err) {
+    await store.close()
+    lock?.release()
+    throw err
+  }
   const sinks: RowSink[] = settings.csvLog ? [new CsvLog(settings.csvLog)] : []
-  const requestLog = new RequestLog(store, sinks, onError)
+  const requestLog = new RequestLog(spool ?? store, sinks, onError)
   const upstream = createUpstream({ ...settings, warn, clock })
   const accessLog = settings.accessLog === 'off' ? null : new AccessLog(settings.accessLog)
   let metrics: Metrics | null = null
@@ -104,6 +116,7 @@ export async function buildGateway(settings: GatewaySettings, clock: Clock = sys
   try {
     await gateway.start()
   } catch (err) {
+    spool?.close()
     await store.close()
     lock?.release()
     throw err
@@ -115,6 +128,7 @@ export async function buildGateway(settings: GatewaySettings, clock: Clock = sys
     usage: new UsageReports(store),
     metrics,
     clock,
+    spoolState: () => spool?.state() ?? null,
     upstreamState: () => ({ mode: upstream.isMock ? 'mock' : 'upstream', ...upstream.health.state() }),
     model: settings.model,
     options: { bodyLimit: settings.bodyLimit, trustProxy: settings.trustProxy, metricsPublic: settings.metricsPublic },
@@ -132,6 +146,9 @@ export async function buildGateway(settings: GatewaySettings, clock: Clock = sys
       // then every row is committed, and only then does the store close.
       await Promise.race([gateway.idle(), new Promise((r) => setTimeout(r, ROWS_GRACE_MS).unref())])
       await requestLog.drain()
+      // What waits in the spool goes in now if the database is back; else it stays on disk for the next start.
+      await spool?.replay()
+      spool?.close()
       accessLog?.flush()
       for (const sink of sinks) sink.close()
       await store.close()

@@ -47,6 +47,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
     'csv-log': Flags.string({ description: 'CSV request log base path, one file per UTC day (default: requests.csv beside the database), or "off"', env: 'GATEWAY_CSV_LOG' }),
     'no-csv-log': Flags.boolean({ description: 'write no CSV request log', default: false }),
     'log-bodies': Flags.boolean({ description: 'store prompt and response text in the request log', env: 'GATEWAY_LOG_BODIES', default: false }),
+    'spool-dir': Flags.string({ description: 'PostgreSQL only: where log rows wait while the database is unreachable (one directory per gateway)', env: 'GATEWAY_SPOOL_DIR', default: DEFAULT_SETTINGS.spoolDir }),
     'metrics-public': Flags.boolean({ description: 'serve /metrics without an admin key', env: 'GATEWAY_METRICS_PUBLIC', default: false }),
     prices: Flags.string({ description: 'JSON file of model prices (USD per 1M tokens) laid over the bundled table', env: 'GATEWAY_PRICES' }),
     'body-limit': Flags.integer({ description: 'largest request body in bytes', env: 'GATEWAY_BODY_LIMIT', default: DEFAULT_SETTINGS.bodyLimit, min: 1024 }),
@@ -80,6 +81,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
       prices: f.prices,
       bodyLimit: f['body-limit'],
       accessLog: f['access-log'] ?? (this.jsonEnabled() ? 'json' : 'text'),
+      spoolDir: f['spool-dir'],
     }
     // Straight to stderr: oclif's logToStderr is silent under --json, and these are for the operator.
     const warn = (line: string) => process.stderr.write(`${line}\n`)

@@ -35,7 +35,7 @@ export class RequestLog {
   private markIdle: () => void = () => {}
 
   constructor(
-    private readonly store: UsageStore,
+    private readonly store: Pick<UsageStore, 'appendRequests'>,
     private readonly sinks: RowSink[] = [],
     private readonly onSinkError: (err: unknown) => void = () => {},
   ) {}

@@ -111,6 +111,15 @@ export interface UsageStore {
   pruneRequests(before: string): Promise<number>
 }
 
+/** The log rows a shared store's gateway holds on local disk while the database is unreachable. */
+export interface SpoolState {
+  /** Rows written to the spool and not yet in the database. */
+  rows: number
+  bytes: number
+  /** Why the database refused the last write, while rows are spooled. */
+  lastError: string | null
+}
+
 /**
  * The storage seam core depends on; the backends (src/storage/*) implement it. Asynchronous
  * because a networked database is; the hot path touches it only through `changeVersion` and

@@ -5,6 +5,7 @@ import type { ApiKey } from '../core/types.js'
 import type { Metrics } from './metrics.js'
 import type { UsageReports } from '../core/usage.js'
 import type { UpstreamState } from '../upstream/health.js'
+import type { SpoolState } from '../core/store.js'
 
 export interface AppOptions {
   /** Largest accepted request body in bytes. */
@@ -22,6 +23,8 @@ export interface AppServices {
   options: AppOptions
   /** The upstream's last success and failure, for /health?deep=1. */
   upstreamState: () => UpstreamState & { mode: 'mock' | 'upstream' }
+  /** Log rows waiting in the local spool while the database is unreachable (PostgreSQL), else null. */
+  spoolState: () => SpoolState | null
   /** Logs unexpected errors (never a secret: messages only). */
   onUnexpected: (err: unknown) => void
 }

@@ -5,23 +5,28 @@ import type { AppEnv, AppServices } from '../env.js'
  * `GET /health`: unauthenticated and cheap (one store read), for load balancers. With
  * `?deep=1` it passes on to `deepHealth`, which sits behind the key check and needs an admin.
  */
-export function shallowHealth({ gateway }: AppServices) {
+export function shallowHealth({ gateway, spoolState }: AppServices) {
   return async function health(c: Context<AppEnv>, next: Next) {
     if (c.req.query('deep') !== undefined) return next()
     c.get('record').awaitRow = false // answers while another process holds the write lock
+    const spool = spoolState()
+    // Rows waiting in the spool: the database is (or was just) unreachable; requests are still served.
+    if (spool && spool.rows > 0) return c.json({ status: 'degraded', spool })
     await gateway.refresh() // touches the store: a broken database makes this fail
     return c.json({ status: 'ok' })
   }
 }
 
-/** The store's and the upstream's state: `degraded` while the upstream's last call failed. */
-export function deepHealth({ gateway, upstreamState }: AppServices) {
+/** The store's and the upstream's state: `degraded` while the upstream's last call failed or log rows wait in the spool. */
+export function deepHealth({ gateway, upstreamState, spoolState }: AppServices) {
   return async function health(c: Context<AppEnv>) {
     const started = performance.now()
     await gateway.refresh() // a store read; throws (500) when the database is broken
-    const store = { ok: true, ms: Math.round((performance.now() - started) * 100) / 100 }
+    const spool = spoolState()
+    const spooling = spool !== null && spool.rows > 0
+    const store = { ok: !spooling, ms: Math.round((performance.now() - started) * 100) / 100, ...(spool ? { spool } : {}) }
     const upstream = upstreamState()
     const failing = upstream.lastFailure !== null && (upstream.lastSuccessAt === null || upstream.lastFailure.at > upstream.lastSuccessAt)
-    return c.json({ status: failing ? 'degraded' : 'ok', store, upstream })
+    return c.json({ status: failing || spooling ? 'degraded' : 'ok', store, upstream })
   }
 }

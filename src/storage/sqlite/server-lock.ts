@@ -16,7 +16,7 @@ export class ServerLock {
   private constructor(private readonly conn: Database.Database) {}
 
   /** Claims the database at `dbPath` (which exists), or throws `database_in_use` naming the holder. */
-  static acquire(dbPath: string): ServerLock {
+  static acquire(dbPath: string, refusal: (holder: number | null, path: string) => string = sqliteRefusal): ServerLock {
     const real = realpathSync(dbPath)
     const file = `${real}.server-lock`
     closeSync(openSync(file, 'a', 0o600)) // like the database: 0600 (SQLite gives its journal the same mode)
@@ -37,13 +37,17 @@ export class ServerLock {
       const holder = isBusy(err) ? holderOf(conn) : null
       conn.close()
       if (!isBusy(err)) throw err
-      throw databaseInUse(`Another gateway server (pid ${holder ?? 'unknown'}) is serving ${real}. One SQLite database takes one server, or every limit would count twice: stop that one, or use another --db.`)
+      throw databaseInUse(refusal(holder, real))
     }
   }
 
   release(): void {
     if (this.conn.open) this.conn.close()
   }
+}
+
+function sqliteRefusal(holder: number | null, real: string): string {
+  return `Another gateway server (pid ${holder ?? 'unknown'}) is serving ${real}. One SQLite database takes one server, or every limit would count twice: stop that one, or use another --db.`
 }
 
 function holderOf(conn: Database.Database): number | null {
