@@ -42,6 +42,8 @@ const HELP = `usage: node bench/run.js [options]
                        round, and print where its CPU goes during those loads (the
                        .cpuprofile is kept in bench/results/)
   --timeout S          hard limit for the whole run (default: computed from the plan)
+  --db URL             the gateway's store: a postgres:// URL (its database must exist; rows are
+                       added to it), instead of a temporary SQLite file
   --keep               keep the temporary database and CSV log
   --out FILE           results JSON (default bench/results/bench-<time>.json)
   --help`
@@ -60,6 +62,7 @@ const { values: argv } = parseArgs({
     profile: { type: 'boolean', default: false },
     timeout: { type: 'string' },
     keep: { type: 'boolean', default: false },
+    db: { type: 'string' },
     out: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
@@ -265,13 +268,13 @@ async function startScript(name, script, args, lifetimeS) {
 }
 
 async function startGateway(tmp, upstreamPort, nodeFlags = []) {
-  const db = path.join(tmp, 'gateway.db')
+  const db = argv.db ?? path.join(tmp, 'gateway.db')
   // Every check on, as an operator runs it, with limits too high to refuse: the bench
   // measures what the checks cost, not what they refuse.
   const high = '1000000000000'
   const created = execFileSync(
     process.execPath,
-    [BIN, 'keys', 'create', '--name', 'bench', '--rpm', high, '--tpm', high, '--daily-tokens', high, '--concurrency', '100000', '--max-tokens', '4096', '--max-input-chars', '100000', '--json', '--db', db],
+    [BIN, 'keys', 'create', '--name', `bench-${Date.now()}`, '--rpm', high, '--tpm', high, '--daily-tokens', high, '--concurrency', '100000', '--max-tokens', '4096', '--max-input-chars', '100000', '--json', '--db', db],
     { cwd: ROOT, env: cleanEnv({}), encoding: 'utf8', timeout: 60_000 },
   )
   const key = JSON.parse(created.slice(created.indexOf('{'))).key
@@ -286,6 +289,7 @@ async function startGateway(tmp, upstreamPort, nodeFlags = []) {
     '--max-inflight', '100000',
     '--queue-size', '100000',
     '--csv-log', path.join(tmp, 'requests.csv'),
+    '--spool-dir', path.join(tmp, 'spool'),
     '--json',
   ]
   const env = cleanEnv({ OPENAI_API_KEY: 'sk-bench', OPENAI_BASE_URL: `http://${HOST}:${upstreamPort}/v1` })

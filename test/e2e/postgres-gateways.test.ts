@@ -82,6 +82,16 @@ describe('two gateways on one PostgreSQL database', () => {
       const [a, b] = await Promise.all([spawnServe(serveArgs(db.url, join(dir, 'a'))), spawnServe(serveArgs(db.url, join(dir, 'b')))])
       children.push(a, b)
       const told = await load(() => [a.url, b.url], key, 1_000, 20)
+      // A revocation with the CLI reaches both gateways (LISTEN/NOTIFY; bounded wait).
+      expect((await runCli(['keys', 'revoke', 'load', '--db', db.url])).code).toBe(0)
+      for (const g of [a, b]) {
+        let status = 0
+        for (let i = 0; i < 100 && status !== 401; i++) {
+          status = (await fetch(`${g.url}/v1/models`, { headers: { authorization: `Bearer ${key}` } })).status
+          if (status !== 401) await new Promise((r) => setTimeout(r, 50))
+        }
+        expect(status).toBe(401)
+      }
       await Promise.all([a.stop(), b.stop()])
       const ids = await exportedIds(db.url)
       expect(ids.size).toBe(1_000)
