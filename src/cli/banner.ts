@@ -1,5 +1,5 @@
 import { isIP } from 'node:net'
-import { escapeControl } from './table.js'
+import { escapeControl } from '../core/escape.js'
 
 export interface BannerInfo {
   url: string

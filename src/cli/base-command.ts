@@ -9,7 +9,7 @@ import { isPostgresUrl } from '../storage/db-url.js'
 import { openStore, type OpenedStore } from '../storage/open-store.js'
 import { parseSwitch } from './switches.js'
 import { translateError } from './system-errors.js'
-import { escapeControl } from './table.js'
+import { escapeControl } from '../core/escape.js'
 
 export type CommandFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type CommandArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>

@@ -1,14 +1,5 @@
+import { escapeControl } from '../core/escape.js'
 import { displayWidth } from './display-width.js'
-
-/** Control characters (ANSI escapes, CR, NUL) made visible so stored text cannot drive the terminal. */
-export function escapeControl(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (ch) => {
-    if (ch === '\n') return '\\n'
-    if (ch === '\r') return '\\r'
-    if (ch === '\t') return '\\t'
-    return `\\x${ch.charCodeAt(0).toString(16).padStart(2, '0')}`
-  })
-}
 
 /** An ISO time to the second, for tables: `2026-11-27T10:52:02Z`. */
 export function toSecond(iso: string): string

@@ -1,4 +1,4 @@
-import { escapeControl } from '../cli/table.js'
+import { escapeControl } from '../core/escape.js'
 import type { RequestRow } from '../core/types.js'
 
 export const ACCESS_LOG_FORMATS = ['text', 'json', 'off'] as const

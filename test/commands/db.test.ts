@@ -7,10 +7,23 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { runCli, runJson } from '../support/cli.js'
 import { tempDir } from '../support/gateway.js'
 
-
 vi.setConfig({ testTimeout: 240_000, hookTimeout: 60_000 })
 
 const MIGRATIONS = fileURLToPath(new URL('../../migrations/sqlite', import.meta.url))
+
+/** A new database as the second release left it: migrations 0000 and 0001 only, still open. */
+async function secondReleaseDatabase(file: string): Promise<Database.Database> {
+  const second = join(dir, 'migrations-0001')
+  mkdirSync(join(second, 'meta'), { recursive: true })
+  for (const f of ['0000_init.sql', '0001_request_log_rowid.sql']) cpSync(join(MIGRATIONS, f), join(second, f))
+  const journal = JSON.parse(readFileSync(join(MIGRATIONS, 'meta', '_journal.json'), 'utf8'))
+  writeFileSync(join(second, 'meta', '_journal.json'), JSON.stringify({ ...journal, entries: journal.entries.slice(0, 2) }))
+  const db = new Database(file)
+  const { drizzle } = await import('drizzle-orm/better-sqlite3')
+  const { migrate } = await import('drizzle-orm/better-sqlite3/migrator')
+  migrate(drizzle({ client: db }), { migrationsFolder: second })
+  return db
+}
 
 let dir: string
 beforeAll(() => {
@@ -88,17 +101,9 @@ describe('db migrate', () => {
   })
 
   it('upgrades keys whose names differ only in case: the newer live one gets its id appended, revoked ones keep theirs', async () => {
-    // A database before names became unique without regard to case: migrations 0000 and 0001.
-    const before = join(dir, 'migrations-0001')
-    mkdirSync(join(before, 'meta'), { recursive: true })
-    for (const f of ['0000_init.sql', '0001_request_log_rowid.sql']) cpSync(join(MIGRATIONS, f), join(before, f))
-    const journal = JSON.parse(readFileSync(join(MIGRATIONS, 'meta', '_journal.json'), 'utf8'))
-    writeFileSync(join(before, 'meta', '_journal.json'), JSON.stringify({ ...journal, entries: journal.entries.slice(0, 2) }))
+    // A database before names became unique without regard to case.
     const file = join(dir, 'names.db')
-    const old = new Database(file)
-    const { drizzle } = await import('drizzle-orm/better-sqlite3')
-    const { migrate } = await import('drizzle-orm/better-sqlite3/migrator')
-    migrate(drizzle({ client: old }), { migrationsFolder: before })
+    const old = await secondReleaseDatabase(file)
     const insert = old.prepare('insert into api_keys (id, name, created_at, revoked_at) values (?, ?, ?, ?)')
     insert.run('key_a', 'Alice', 1, null)
     insert.run('key_b', 'alice', 2, null)
@@ -116,17 +121,9 @@ describe('db migrate', () => {
   })
 
   it('backfills the usage rollup from the log and from daily totals whose rows were pruned', async () => {
-    // A database as the second release left it (migrations 0000-0001): the log and daily_usage.
-    const second = join(dir, 'migrations-0001')
-    mkdirSync(join(second, 'meta'), { recursive: true })
-    for (const f of ['0000_init.sql', '0001_request_log_rowid.sql']) cpSync(join(MIGRATIONS, f), join(second, f))
-    const journal = JSON.parse(readFileSync(join(MIGRATIONS, 'meta', '_journal.json'), 'utf8'))
-    writeFileSync(join(second, 'meta', '_journal.json'), JSON.stringify({ ...journal, entries: journal.entries.slice(0, 2) }))
+    // A database as the second release left it: the log and daily_usage.
     const file = join(dir, 'before-rollup.db')
-    const old = new Database(file)
-    const { drizzle } = await import('drizzle-orm/better-sqlite3')
-    const { migrate } = await import('drizzle-orm/better-sqlite3/migrator')
-    migrate(drizzle({ client: old }), { migrationsFolder: second })
+    const old = await secondReleaseDatabase(file)
     old.prepare("insert into api_keys (id, name, created_at) values ('key_a', 'alice', 0)").run()
     const log = old.prepare(
       "insert into request_log (timestamp, request_id, key_id, ip, method, route, model, status, prompt_tokens, completion_tokens, total_tokens, latency_ms, cost_micros, day) values (?, ?, ?, '127.0.0.1', ?, ?, ?, ?, ?, ?, ?, 5, ?, ?)",

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { parseDuration, parseTime } from '../../src/cli/durations.js'
-import { escapeControl } from '../../src/cli/table.js'
+import { escapeControl } from '../../src/core/escape.js'
 import { csvCell, neutraliseCell } from '../../src/core/csv.js'
 import { formatReset } from '../../src/core/headers.js'
 import { Pricing } from '../../src/core/pricing.js'

@@ -1,5 +1,5 @@
 import { toConfiguredId, type Hook } from '@oclif/core'
-import { escapeControl } from '../table.js'
+import { escapeControl } from '../../core/escape.js'
 
 /** Edits (insert, delete, substitute) from a to b. */
 function distance(a: string, b: string): number {

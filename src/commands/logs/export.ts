@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises'
 import { BaseCommand } from '../../cli/base-command.js'
 import { parseTimeRange, SINCE_HELP, UNTIL_HELP } from '../../cli/durations.js'
 import { CSV_FORMAT, LOG_COLUMNS, toCsvRecord, toJsonRecord } from '../../core/log-columns.js'
-import { escapeControl } from '../../cli/table.js'
+import { escapeControl } from '../../core/escape.js'
 import type { RequestRow } from '../../core/types.js'
 import type { RequestFilter } from '../../core/store.js'
 
