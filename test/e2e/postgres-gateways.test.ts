@@ -189,16 +189,16 @@ describe('PostgreSQL down under load', () => {
       20_000,
       4,
       async (n) => {
-      if (stoppedAt < 0 && Date.now() - started > 2_000) {
-        cluster!.stop()
-        stoppedAt = n
-      }
-      if (stoppedAt >= 0 && restartedAt < 0 && Date.now() - started > 12_000) {
-        degraded = await health()
-        cluster!.start()
-        restartedAt = n
-      }
-      await new Promise((r) => setTimeout(r, 20))
+        if (stoppedAt < 0 && Date.now() - started > 2_000) {
+          cluster!.stop() // synchronous: no other worker runs meanwhile
+          stoppedAt = n
+        }
+        if (stoppedAt >= 0 && restartedAt < 0 && Date.now() - started > 12_000) {
+          restartedAt = n // before the await: the other workers must not start it too
+          degraded = await health()
+          cluster!.start()
+        }
+        await new Promise((r) => setTimeout(r, 20))
       },
       () => Date.now() - started > 14_000,
     )
