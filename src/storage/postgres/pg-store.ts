@@ -60,6 +60,8 @@ const LOG_COLUMNS = Object.entries(getTableColumns(requestLog))
   .map(([property, column]) => ({ property: property as keyof RequestRow, name: column.name, type: column.getSQLType() }))
 
 const ROWS_PER_STATEMENT = Math.floor(MAX_PARAMS / LOG_COLUMNS.length) - 1
+/** Batch sizes up to this get a prepared statement of their own. */
+const NAMED_UP_TO = 64
 
 /**
  * One statement per chunk of a batch: the rows go in (a request id already there is skipped,
@@ -232,15 +234,21 @@ export class PgStore implements Store {
     await this.ready
     const ordered = rows.length > ROWS_PER_STATEMENT ? [...rows].sort((a, b) => (groupOrder(a) < groupOrder(b) ? -1 : groupOrder(a) > groupOrder(b) ? 1 : 0)) : rows
     const routes = [...CHAT_ROUTES]
+    const statement = (chunk: RequestRow[]) => {
+      const values: unknown[] = [routes]
+      for (const row of chunk) for (const c of LOG_COLUMNS) values.push(c.property === 'entryId' ? (row.entryId ?? randomUUID()) : row[c.property])
+      // Named, so each connection parses and plans a batch size once (the usual sizes are few and small).
+      return { name: chunk.length <= NAMED_UP_TO || chunk.length === ROWS_PER_STATEMENT ? `gw_append_${chunk.length}` : undefined, text: this.statementFor(chunk.length), values }
+    }
+    // One statement is its own transaction: the usual batch costs one round trip.
+    if (ordered.length <= ROWS_PER_STATEMENT) {
+      await this.pool.query(statement(ordered))
+      return true
+    }
     const client = await this.pool.connect()
     try {
       await client.query('begin')
-      for (let start = 0; start < ordered.length; start += ROWS_PER_STATEMENT) {
-        const chunk = ordered.slice(start, start + ROWS_PER_STATEMENT)
-        const params: unknown[] = [routes]
-        for (const row of chunk) for (const c of LOG_COLUMNS) params.push(c.property === 'entryId' ? (row.entryId ?? randomUUID()) : row[c.property])
-        await client.query({ name: chunk.length === ROWS_PER_STATEMENT ? 'append_full' : undefined, text: this.statementFor(chunk.length), values: params })
-      }
+      for (let start = 0; start < ordered.length; start += ROWS_PER_STATEMENT) await client.query(statement(ordered.slice(start, start + ROWS_PER_STATEMENT)))
       await client.query('commit')
       return true
     } catch (err) {
@@ -255,7 +263,7 @@ export class PgStore implements Store {
     let text = this.statements.get(count)
     if (!text) {
       text = appendStatement(count)
-      if (this.statements.size < 64) this.statements.set(count, text)
+      if (count <= NAMED_UP_TO || count === ROWS_PER_STATEMENT) this.statements.set(count, text)
     }
     return text
   }
