@@ -67,6 +67,9 @@ export interface BuiltGateway {
   close(): Promise<void>
 }
 
+/** Log batches committing at once on PostgreSQL (its pool holds 10 connections). */
+const PG_BATCHES_IN_FLIGHT = 4
+
 /** At close, how long requests still running may take to hand over their rows. */
 const ROWS_GRACE_MS = 10_000
 
@@ -95,7 +98,8 @@ export async function buildGateway(settings: GatewaySettings, clock: Clock = sys
     throw err
   }
   const sinks: RowSink[] = settings.csvLog ? [new CsvLog(settings.csvLog)] : []
-  const requestLog = new RequestLog(spool ?? store, sinks, onError)
+  // PostgreSQL takes several batches at once (a commit's round trip is the wait); SQLite has one writer.
+  const requestLog = new RequestLog(spool ?? store, sinks, onError, store.kind === 'postgres' ? PG_BATCHES_IN_FLIGHT : 1)
   const upstream = createUpstream({ ...settings, warn, clock })
   const accessLog = settings.accessLog === 'off' ? null : new AccessLog(settings.accessLog)
   let metrics: Metrics | null = null

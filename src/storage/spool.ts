@@ -25,7 +25,8 @@ export function isUnavailable(err: unknown): boolean {
  * The request log's fail-open path for a shared database: a batch the database cannot take
  * goes to a local file (JSON lines, fsync'd before the writers' answers leave), and while
  * anything is spooled every later batch goes there too, so rows reach the database in the
- * order they were written. A timer replays the file (renamed aside first, so writes go on
+ * order they were spooled (a batch already on its way to the database when another failed
+ * may land before it: ids, not order, make the replay safe). A timer replays the file (renamed aside first, so writes go on
  * meanwhile) in batches; the database skips rows it already has (by entry id), so a replay
  * cut short by a crash or an outage is simply run again and counts nothing twice.
  */
