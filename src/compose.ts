@@ -12,7 +12,10 @@ import { ServerLock } from './storage/sqlite/server-lock.js'
 import type { Store } from './core/store.js'
 import { openStore } from './storage/open-store.js'
 import { SpoolingLog } from './storage/spool.js'
-import { createUpstream, type OpenAIUpstream } from './upstream/openai-upstream.js'
+import type { LoadedUpstreams } from './core/routing/config.js'
+import { Router } from './core/routing/router.js'
+import { createUpstreams } from './upstream/create.js'
+import type { HttpUpstream } from './upstream/http-upstream.js'
 
 export interface GatewaySettings {
   db: string
@@ -37,6 +40,8 @@ export interface GatewaySettings {
   accessLog: AccessLogFormat
   /** PostgreSQL only: where log rows wait while the database is unreachable (one directory per gateway). */
   spoolDir: string
+  /** `--upstreams FILE`, read and validated; without it OPENAI_API_KEY / OPENAI_BASE_URL make one upstream. */
+  upstreams?: LoadedUpstreams
 }
 
 export const DEFAULT_SETTINGS: Omit<GatewaySettings, 'db'> = {
@@ -61,7 +66,10 @@ export interface BuiltGateway {
   app: ReturnType<typeof createApp>
   gateway: Gateway
   store: Store
-  upstream: OpenAIUpstream
+  /** The first upstream (the only one without an upstreams file): banner and --check-upstream. */
+  upstream: HttpUpstream
+  upstreams: HttpUpstream[]
+  router: Router
   requestLog: RequestLog
   /** Stops watching the store, waits for every request's row to be committed, closes files, store and transport, and gives up the database. */
   close(): Promise<void>
@@ -74,7 +82,7 @@ const PG_BATCHES_IN_FLIGHT = 4
 const ROWS_GRACE_MS = 10_000
 
 /**
- * The composition root: the one place that wires SQLite, the CSV log and the OpenAI upstream
+ * The composition root: the one place that wires the store (SQLite or PostgreSQL), the CSV log and the upstreams
  * together. `onError` hears unexpected errors, `warn` the (rate-limited) upstream failures.
  */
 export async function buildGateway(settings: GatewaySettings, clock: Clock = systemClock, onError: (err: unknown) => void = () => {}, warn: (line: string) => void = () => {}): Promise<BuiltGateway> {
@@ -100,13 +108,16 @@ export async function buildGateway(settings: GatewaySettings, clock: Clock = sys
   const sinks: RowSink[] = settings.csvLog ? [new CsvLog(settings.csvLog)] : []
   // PostgreSQL takes several batches at once (a commit's round trip is the wait); SQLite has one writer.
   const requestLog = new RequestLog(spool ?? store, sinks, onError, store.kind === 'postgres' ? PG_BATCHES_IN_FLIGHT : 1)
-  const upstream = createUpstream({ ...settings, warn, clock })
+  const made = createUpstreams({ ...settings, warn, clock })
+  const upstreams = made.routed.map((r) => r.upstream)
+  const upstream = upstreams[0]
+  const router = new Router(made.routed, made.aliases, { cooldown: made.cooldown, deadlineMs: settings.totalTimeoutMs }, clock)
   const accessLog = settings.accessLog === 'off' ? null : new AccessLog(settings.accessLog)
   let metrics: Metrics | null = null
   const gateway = new Gateway({
     store,
     clock,
-    upstream,
+    router,
     calendar,
     pricing,
     requestLog,
@@ -125,7 +136,7 @@ export async function buildGateway(settings: GatewaySettings, clock: Clock = sys
     lock?.release()
     throw err
   }
-  metrics = new Metrics(() => gateway.queue)
+  metrics = new Metrics(() => gateway.queue, upstreams.map((u) => u.name))
   const stopWatching = gateway.watch()
   const app = createApp({
     gateway,
@@ -133,7 +144,11 @@ export async function buildGateway(settings: GatewaySettings, clock: Clock = sys
     metrics,
     clock,
     spoolState: () => spool?.state() ?? null,
-    upstreamState: () => ({ mode: upstream.isMock ? 'mock' : 'upstream', ...upstream.health.state() }),
+    upstreamState: () => ({
+      mode: made.isMock ? 'mock' : 'upstream',
+      ...upstream.health.state(),
+      upstreams: router.views().map((view, i) => ({ ...view, ...upstreams[i].health.state() })),
+    }),
     model: settings.model,
     options: { bodyLimit: settings.bodyLimit, trustProxy: settings.trustProxy, metricsPublic: settings.metricsPublic },
     onUnexpected: onError,
@@ -143,6 +158,8 @@ export async function buildGateway(settings: GatewaySettings, clock: Clock = sys
     gateway,
     store,
     upstream,
+    upstreams,
+    router,
     requestLog,
     async close() {
       stopWatching()
@@ -157,7 +174,7 @@ export async function buildGateway(settings: GatewaySettings, clock: Clock = sys
       for (const sink of sinks) sink.close()
       await store.close()
       lock?.release()
-      await upstream.close()
+      await Promise.all(upstreams.map((u) => u.close()))
     },
   }
 }

@@ -121,7 +121,10 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     }
     // Our own messages are one line, so any control character in them came from a value;
     // oclif's (parse errors) have a layout of their own, so only what the user gave is escaped.
-    this.logToStderr(`Error: ${err instanceof GatewayError ? escapeControl(err.message) : escapeGiven(err.message, this.givenValues())}`)
+    // An error made of several problems (an upstreams file) prints one line each.
+    const problems = (err as { problems?: unknown }).problems
+    if (Array.isArray(problems)) for (const p of problems) this.logToStderr(`Error: ${escapeControl(String(p))}`)
+    else this.logToStderr(`Error: ${err instanceof GatewayError ? escapeControl(err.message) : escapeGiven(err.message, this.givenValues())}`)
   }
 
   /** What the user typed or set: argv tokens (and what follows a `=`), and this command's environment variables. */

@@ -12,6 +12,7 @@ import { badRequest } from '../core/errors.js'
 import { parseLimitValue } from '../core/limits.js'
 import { firstEvent } from '../first-event.js'
 import { ACCESS_LOG_FORMATS } from '../http/access-log.js'
+import { loadUpstreamsFile } from '../cli/upstreams-file.js'
 import { checkBaseUrl, probeUpstream, type UpstreamCheck } from '../upstream/check.js'
 import { startServer } from '../server.js'
 import { csvPathFor, defaultCsvBase } from '../storage/csv-log.js'
@@ -29,8 +30,8 @@ const HEAP_GROWING_PERCENT = 25
 export default class Serve extends BaseCommand<typeof Serve> {
   static override summary = 'Start the gateway'
   static override description =
-    'Serves the OpenAI-compatible API and the /chat route on 127.0.0.1:8080 by default. The upstream is configured by OPENAI_API_KEY and OPENAI_BASE_URL; without a key (or with --mock) a built-in mock provider answers.'
-  static override examples = ['<%= config.bin %> serve', 'OPENAI_API_KEY=sk-... <%= config.bin %> serve --host 0.0.0.0 --port 8080']
+    'Serves the OpenAI-compatible API and the /chat route on 127.0.0.1:8080 by default. The upstream is configured by OPENAI_API_KEY and OPENAI_BASE_URL, or several by --upstreams FILE (models, aliases, fallbacks; keys from the environment); without either (or with --mock) a built-in mock provider answers.'
+  static override examples = ['<%= config.bin %> serve', 'OPENAI_API_KEY=sk-... <%= config.bin %> serve --host 0.0.0.0 --port 8080', 'OPENAI_API_KEY=sk-... AZURE_KEY=... <%= config.bin %> serve --upstreams upstreams.yaml']
   static override createsDatabase = true
   static override flags = {
     host: Flags.string({ description: 'address to bind (0.0.0.0 exposes it: put TLS in front)', env: 'GATEWAY_HOST', default: '127.0.0.1' }),
@@ -52,7 +53,8 @@ export default class Serve extends BaseCommand<typeof Serve> {
     prices: Flags.string({ description: 'JSON file of model prices (USD per 1M tokens) laid over the bundled table', env: 'GATEWAY_PRICES' }),
     'body-limit': Flags.integer({ description: 'largest request body in bytes', env: 'GATEWAY_BODY_LIMIT', default: DEFAULT_SETTINGS.bodyLimit, min: 1024 }),
     'access-log': Flags.option({ options: ACCESS_LOG_FORMATS, description: 'one line per request on stdout (default: text, json with --json)', env: 'GATEWAY_ACCESS_LOG' })(),
-    'check-upstream': Flags.boolean({ description: 'list the upstream\'s models once before listening and report it; exit 2 if that fails', env: 'GATEWAY_CHECK_UPSTREAM', default: false }),
+    'check-upstream': Flags.boolean({ description: 'list each upstream\'s models once before listening and report it; exit 2 if that fails', env: 'GATEWAY_CHECK_UPSTREAM', default: false }),
+    upstreams: Flags.string({ description: 'YAML (or JSON) file of upstreams, their models and aliases; keys come from the environment (see docs/operations.md)', env: 'GATEWAY_UPSTREAMS' }),
     'shutdown-timeout': Flags.string({ description: 'on SIGINT/SIGTERM, how long in-flight requests may finish', env: 'GATEWAY_SHUTDOWN_TIMEOUT', default: '10s' }),
   }
 
@@ -61,12 +63,14 @@ export default class Serve extends BaseCommand<typeof Serve> {
     setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`)
     if (!Calendar.isValidZone(f.timezone)) throw badRequest(`Unknown time zone "${f.timezone}"`, 'timezone')
     const apiKey = process.env.OPENAI_API_KEY?.trim() || undefined
-    const mock = f.mock || !apiKey
+    const upstreams = f.upstreams ? loadUpstreamsFile(f.upstreams, process.env, { needKeys: !f.mock }) : undefined
+    const mock = f.mock || (!apiKey && !upstreams)
     const settings: GatewaySettings = {
       db: f.db,
       mock,
       apiKey,
-      baseURL: mock ? undefined : checkBaseUrl(process.env.OPENAI_BASE_URL),
+      baseURL: mock || upstreams ? undefined : checkBaseUrl(process.env.OPENAI_BASE_URL),
+      upstreams,
       model: f.model,
       firstByteTimeoutMs: parseDuration(f['upstream-ttfb-timeout'], '--upstream-ttfb-timeout'),
       totalTimeoutMs: parseDuration(f['upstream-timeout'], '--upstream-timeout'),
@@ -88,10 +92,12 @@ export default class Serve extends BaseCommand<typeof Serve> {
     const built = await buildGateway(settings, this.clock, (err) => warn(`gateway: unexpected error: ${err instanceof Error ? err.message : String(err)}`), warn)
     let check: UpstreamCheck | undefined
     if (f['check-upstream']) {
-      check = await probeUpstream(built.upstream)
-      if (!check.ok) {
-        await built.close()
-        throw badRequest(`--check-upstream: ${built.upstream.description} failed: ${check.message}`, 'check-upstream', 'upstream_check_failed')
+      for (const upstream of built.upstreams) {
+        check = await probeUpstream(upstream)
+        if (!check.ok) {
+          await built.close()
+          throw badRequest(`--check-upstream: ${upstream.description} failed: ${check.message}`, 'check-upstream', 'upstream_check_failed')
+        }
       }
     }
     const server = await startServer(built, f.host, f.port).catch(async (err: unknown) => {
@@ -101,8 +107,8 @@ export default class Serve extends BaseCommand<typeof Serve> {
     const info = {
       url: server.url,
       port: server.port,
-      mode: built.upstream.isMock ? 'mock' : 'upstream',
-      upstream: built.upstream.description,
+      mode: mock ? 'mock' : 'upstream',
+      upstream: upstreams ? built.upstreams.map((u) => `${u.name} (${u.description})`).join(', ') : built.upstream.description,
       model: settings.model,
       db: settings.db,
       csvLog: settings.csvLog ? csvPathFor(settings.csvLog, 'YYYY-MM-DD') : null,
@@ -120,7 +126,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
           host: f.host,
           db: isPostgresUrl(settings.db) ? describeDb(settings.db) : resolve(settings.db),
           csvLog: info.csvLog === null ? null : resolve(info.csvLog),
-          mockReason: !mock ? null : apiKey ? 'flag' : 'no-key',
+          mockReason: !mock ? null : f.mock ? 'flag' : 'no-key',
           hasKeys: (await built.store.listKeys()).length > 0,
           dbIsDefault: f.db === Serve.baseFlags.db.default,
         }),

@@ -14,7 +14,9 @@ import type { RequestLog } from './request-log.js'
 import { RequestRecord } from './request-record.js'
 import { eventData, SseSplitter } from './sse.js'
 import { countPromptTokens, countTextTokens } from './tokens.js'
-import type { Upstream } from './upstream.js'
+import { withFirstChunk } from './routing/retries.js'
+import type { Route, Router } from './routing/router.js'
+import { markRetryable, type Upstream } from './upstream.js'
 import type { ApiKey, DefaultOverrides, IpLimits, Limits, RequestRow, Usage } from './types.js'
 
 export interface GatewayOptions extends QueueOptions {
@@ -26,7 +28,8 @@ export interface GatewayOptions extends QueueOptions {
 export interface GatewayDeps {
   store: Store
   clock: Clock
-  upstream: Upstream
+  /** The upstreams, by model and alias, with retries and cooldown. */
+  router: Router
   calendar: Calendar
   pricing: Pricing
   requestLog: RequestLog
@@ -54,7 +57,6 @@ interface Call {
   done(): void
 }
 
-const MODELS_TTL_MS = 5 * 60_000
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
@@ -76,7 +78,6 @@ export class Gateway {
   private loading: Promise<void> | null = null
   private reloadFailing = false
   private readonly ipLimiter = new IpLimiter()
-  private modelCache: { at: number; ids: Promise<string[]> } | null = null
   /** Upstream calls in flight, for the shutdown deadline to cancel. */
   private readonly calls = new Set<AbortController>()
   private stopping = false
@@ -218,12 +219,12 @@ export class Gateway {
 
   /** A non-streamed completion: admitted, forwarded, metered. */
   async complete(record: RequestRecord, key: ApiKey, prepared: PreparedChat, signal: AbortSignal, queueTimeoutMs?: number): Promise<Completion> {
-    const admission = await this.begin(record, key, prepared, signal, queueTimeoutMs)
+    const { route, admission } = await this.begin(record, key, prepared, signal, queueTimeoutMs)
     const started = performance.now()
     const call = this.track(signal)
     let bytes: Uint8Array
     try {
-      bytes = await this.deps.upstream.complete(serialise(prepared), call.signal)
+      bytes = await this.deps.router.run(route, record, call.signal, (upstream, model, timeoutMs) => upstream.complete(model, bodyFor(prepared, model), call.signal, timeoutMs))
     } catch (err) {
       this.end(record, admission, this.cutUsage(err, prepared), started)
       throw err
@@ -246,12 +247,18 @@ export class Gateway {
 
   /** A streamed completion: SSE relayed event by event, metered, logged before its last event. */
   async stream(record: RequestRecord, key: ApiKey, prepared: PreparedChat, signal: AbortSignal, queueTimeoutMs?: number): Promise<StreamedCompletion> {
-    const admission = await this.begin(record, key, prepared, signal, queueTimeoutMs)
+    const { route, admission } = await this.begin(record, key, prepared, signal, queueTimeoutMs)
     const started = performance.now()
     const call = this.track(signal)
+    // With another upstream to fall back to, the first chunk is awaited before anything reaches
+    // the client, so a stream that breaks before its first byte may still go elsewhere.
+    const attempt = async (upstream: Upstream, model: string, timeoutMs: number, more: boolean) => {
+      const source = await upstream.stream(model, bodyFor(prepared, model), call.signal, timeoutMs)
+      return more ? withFirstChunk(source, (err) => (err instanceof GatewayError && !call.signal.aborted ? markRetryable(err) : err)) : source
+    }
     let source: AsyncIterable<Uint8Array>
     try {
-      source = await this.deps.upstream.stream(serialise(prepared), call.signal)
+      source = await this.deps.router.run(route, record, call.signal, attempt, releasing)
     } catch (err) {
       call.done()
       this.end(record, admission, this.cutUsage(err, prepared), started)
@@ -262,29 +269,29 @@ export class Gateway {
     return { headers: admission.headers, body: this.relay(record, prepared, admission, source, started, call) }
   }
 
-  /** Model ids this key may use: its allow-list, else the upstream's (cached). */
+  /** Model ids (and aliases) this key may use: its allow-list as far as served, else every upstream's. */
   async models(key: ApiKey): Promise<string[]> {
-    if (key.models !== null) return key.models
-    const now = this.deps.clock.now()
-    if (!this.modelCache || now - this.modelCache.at > MODELS_TTL_MS) {
-      const ids = this.deps.upstream.models()
-      this.modelCache = { at: now, ids }
-      ids.catch(() => {
-        if (this.modelCache?.ids === ids) this.modelCache = null
-      })
-    }
-    return this.modelCache.ids
+    if (key.models !== null) return key.models.filter((m) => this.deps.router.serves(m))
+    return this.deps.router.models()
   }
 
-  private async begin(record: RequestRecord, key: ApiKey, prepared: PreparedChat, signal: AbortSignal, queueTimeoutMs?: number): Promise<Admission> {
+  /** The upstreams a request may go to. */
+  private route(key: ApiKey, prepared: PreparedChat): Route {
+    const router = this.deps.router
+    return router.route(prepared.model, () => key.models?.filter((m) => router.serves(m)) ?? router.listedModels())
+  }
+
+  /** The route, found before admission (an unknown model reserves nothing), and the admission. */
+  private async begin(record: RequestRecord, key: ApiKey, prepared: PreparedChat, signal: AbortSignal, queueTimeoutMs?: number): Promise<{ route: Route; admission: Admission }> {
     if (this.stopping) throw shuttingDown()
     record.model = prepared.model
     if (this.deps.options.logBodies) record.requestBody = JSON.stringify(prepared.body)
     await this.ledger.prepare(this.deps.clock.now())
+    const route = this.route(key, prepared)
     const admission = await this.admission.admit(key, this.limitsOf(key), prepared, { signal, timeoutMs: queueTimeoutMs })
     record.queuedMs = admission.queuedMs
     record.day = admission.day
-    return admission
+    return { route, admission }
   }
 
   /** Settles the admission to what was used (nothing, when the upstream reported nothing). */
@@ -292,7 +299,7 @@ export class Gateway {
     record.upstreamMs = performance.now() - started
     if (usage) {
       record.usage = usage
-      record.costMicros = this.deps.pricing.costMicros(record.model, usage.promptTokens, usage.completionTokens)
+      record.costMicros = this.deps.pricing.costMicros(record.servedModel ?? record.model, usage.promptTokens, usage.completionTokens, record.upstream)
     }
     admission.settle(usage ?? record.usage)
   }
@@ -358,7 +365,7 @@ export class Gateway {
         // Never relayed verbatim: the upstream wrote it and may have put a credential in it.
         record.errorCode = 'upstream_stream_error'
         const said = (chunk.error as { message?: unknown }).message
-        const relayed = upstreamError(502, `The upstream reported an error mid-stream${typeof said === 'string' ? `: ${this.deps.upstream.scrub(said)}` : ''}`, 'upstream_stream_error')
+        const relayed = upstreamError(502, `The upstream reported an error mid-stream${typeof said === 'string' ? `: ${this.deps.router.scrub(said)}` : ''}`, 'upstream_stream_error')
         return errorEvent(relayed)
       }
       const reported = usageOf(chunk.usage)
@@ -420,6 +427,26 @@ export class Gateway {
       return false
     }
   }
+}
+
+/** The body for `model`: an alias's entry names another model than the client did. */
+function bodyFor(prepared: PreparedChat, model: string): Uint8Array {
+  if (prepared.body.model !== model) {
+    prepared.body.model = model
+    prepared.raw = null
+  }
+  return serialise(prepared)
+}
+
+/** A stream that holds its upstream's in-flight slot until it ends. */
+function releasing(source: AsyncIterable<Uint8Array>, release: () => void): AsyncIterable<Uint8Array> {
+  return (async function* held() {
+    try {
+      yield* source
+    } finally {
+      release()
+    }
+  })()
 }
 
 /** An error as an SSE event in OpenAI's error shape. */

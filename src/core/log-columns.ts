@@ -30,6 +30,9 @@ export const LOG_COLUMNS = [
   'streamed',
   'user_agent',
   'cost_usd',
+  'upstream',
+  'served_model',
+  'attempts',
 ] as const
 
 export function costUsd(micros: number | null): number | null {
@@ -59,6 +62,9 @@ function rowValues(row: RequestRow): unknown[] {
     row.streamed,
     row.userAgent,
     costUsd(row.costMicros),
+    row.upstream,
+    row.servedModel,
+    row.attempts,
   ]
 }
 

@@ -59,9 +59,12 @@ export class Pricing {
     return price
   }
 
-  /** Estimated cost in micro-dollars, or null for a model without a price. */
-  costMicros(model: string | null, promptTokens: number, completionTokens: number): number | null {
-    const price = model ? this.priceOf(model) : null
+  /**
+   * Estimated cost in micro-dollars, or null for a model without a price. An `upstream/model`
+   * entry (exact) prices that upstream's model (Azure and OpenAI can differ) over `model`'s.
+   */
+  costMicros(model: string | null, promptTokens: number, completionTokens: number, upstream: string | null = null): number | null {
+    const price = model ? ((upstream !== null ? this.table[`${upstream}/${model}`] : undefined) ?? this.priceOf(model)) : null
     return price ? Math.round(promptTokens * price.input + completionTokens * price.output) : null
   }
 }

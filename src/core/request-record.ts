@@ -17,6 +17,10 @@ export class RequestRecord {
   queuedMs: number | null = null
   streamed = false
   errorCode: string | null = null
+  /** Who served (or last tried), under which model name, after how many attempts (RouteTrace). */
+  upstream: string | null = null
+  servedModel: string | null = null
+  attempts = 0
   costMicros: number | null = null
   requestBody: string | null = null
   responseBody: string | null = null
@@ -73,6 +77,9 @@ export class RequestRecord {
       streamed: this.streamed,
       userAgent: this.userAgent,
       costMicros: this.costMicros,
+      upstream: this.upstream,
+      servedModel: this.servedModel,
+      attempts: this.attempts,
       day: this.day,
       requestBody: this.requestBody,
       responseBody: this.responseBody,

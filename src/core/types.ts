@@ -97,6 +97,12 @@ export interface RequestRow {
   userAgent: string | null
   /** Estimated cost in micro-dollars; null when the model has no price. */
   costMicros: number | null
+  /** The upstream that served (or was tried last); null when none was called. */
+  upstream: string | null
+  /** The model name sent to it (an alias's entry may name another than `model`). */
+  servedModel: string | null
+  /** Upstream calls made: more than 1 when it fell back. */
+  attempts: number
   /** Budget day (calendar day in the gateway's time zone) the tokens count against. */
   day: string
   requestBody: string | null

@@ -4,6 +4,7 @@ import type { RequestRecord } from '../core/request-record.js'
 import type { ApiKey } from '../core/types.js'
 import type { Metrics } from './metrics.js'
 import type { UsageReports } from '../core/usage.js'
+import type { UpstreamView } from '../core/routing/router.js'
 import type { UpstreamState } from '../upstream/health.js'
 import type { SpoolState } from '../core/store.js'
 
@@ -21,8 +22,8 @@ export interface AppServices {
   usage: UsageReports
   metrics: Metrics
   options: AppOptions
-  /** The upstream's last success and failure, for /health?deep=1. */
-  upstreamState: () => UpstreamState & { mode: 'mock' | 'upstream' }
+  /** The (first) upstream's last success and failure, and every upstream's routing state, for /health?deep=1. */
+  upstreamState: () => UpstreamState & { mode: 'mock' | 'upstream'; upstreams: (UpstreamView & UpstreamState)[] }
   /** Log rows waiting in the local spool while the database is unreachable (PostgreSQL), else null. */
   spoolState: () => SpoolState | null
   /** Logs unexpected errors (never a secret: messages only). */

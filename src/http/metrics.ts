@@ -20,22 +20,25 @@ export class Metrics {
   private readonly tokenSeries = new Map<string, Counter.Internal>()
   private readonly refusalSeries = new Map<string, Counter.Internal>()
   private readonly latencySeries = new Map<string, Histogram.Internal<'route'>>()
-  private readonly upstreamSeries = new Map<string, Histogram.Internal<'route'>>()
+  private readonly upstreamSeries = new Map<string, Histogram.Internal<'route' | 'upstream'>>()
   private readonly queuedSeries = new Map<string, Histogram.Internal<'route'>>()
-  private readonly requests: Counter<'route' | 'status' | 'model'>
+  private readonly requests: Counter<'route' | 'status' | 'model' | 'upstream'>
   private readonly tokens: Counter<'kind'>
   private readonly refusals: Counter<'reason'>
   private readonly latency: Histogram<'route'>
-  private readonly upstream: Histogram<'route'>
+  private readonly upstream: Histogram<'route' | 'upstream'>
+  /** The upstream label's values: the configured names (bounded), '' for none. */
+  private readonly upstreamNames: ReadonlySet<string>
   private readonly queued: Histogram<'route'>
 
-  constructor(queue: () => FairQueue) {
+  constructor(queue: () => FairQueue, upstreams: string[] = []) {
+    this.upstreamNames = new Set(upstreams)
     const registers = [this.registry]
-    this.requests = new Counter({ name: 'gateway_requests_total', help: 'Requests by route, status and model', labelNames: ['route', 'status', 'model'], registers })
+    this.requests = new Counter({ name: 'gateway_requests_total', help: 'Requests by route, status, model and the upstream that served', labelNames: ['route', 'status', 'model', 'upstream'], registers })
     this.tokens = new Counter({ name: 'gateway_tokens_total', help: 'Tokens metered, by kind', labelNames: ['kind'], registers })
     this.refusals = new Counter({ name: 'gateway_refusals_total', help: 'Requests refused or failed, by error code', labelNames: ['reason'], registers })
     this.latency = new Histogram({ name: 'gateway_request_duration_seconds', help: 'Whole request', labelNames: ['route'], buckets: SECONDS, registers })
-    this.upstream = new Histogram({ name: 'gateway_upstream_duration_seconds', help: 'Time in the upstream call', labelNames: ['route'], buckets: SECONDS, registers })
+    this.upstream = new Histogram({ name: 'gateway_upstream_duration_seconds', help: 'Time in the upstream calls (all attempts), by the upstream that served', labelNames: ['route', 'upstream'], buckets: SECONDS, registers })
     this.queued = new Histogram({ name: 'gateway_queue_wait_seconds', help: 'Time waiting for a slot', labelNames: ['route'], buckets: SECONDS, registers })
     new Gauge({ name: 'gateway_queue_depth', help: 'Requests waiting for a slot', registers, collect() { this.set(queue().depth) } })
     new Gauge({ name: 'gateway_upstream_inflight', help: 'Upstream requests in flight', registers, collect() { this.set(queue().active) } })
@@ -45,8 +48,9 @@ export class Metrics {
     const route = ROUTES.has(row.route) ? row.route : 'other'
     const model = this.modelLabel(row.model)
     const status = Number.isInteger(row.status) && row.status >= 100 && row.status <= 599 ? String(row.status) : 'other'
-    const id = `${route}\0${status}\0${model}`
-    const requests = this.requestSeries.get(id) ?? remember(this.requestSeries, id, this.requests.labels({ route, status, model }))
+    const upstream = row.upstream !== null && this.upstreamNames.has(row.upstream) ? row.upstream : ''
+    const id = `${route}\0${status}\0${model}\0${upstream}`
+    const requests = this.requestSeries.get(id) ?? remember(this.requestSeries, id, this.requests.labels({ route, status, model, upstream }))
     requests.inc()
     if (row.totalTokens > 0) {
       const prompt = this.tokenSeries.get('prompt') ?? remember(this.tokenSeries, 'prompt', this.tokens.labels({ kind: 'prompt' }))
@@ -61,7 +65,11 @@ export class Metrics {
       refusals.inc()
     }
     this.timing(this.latencySeries, this.latency, route, row.latencyMs)
-    if (row.upstreamMs !== null) this.timing(this.upstreamSeries, this.upstream, route, row.upstreamMs)
+    if (row.upstreamMs !== null) {
+      const id = `${route}\0${upstream}`
+      const found = this.upstreamSeries.get(id) ?? remember(this.upstreamSeries, id, this.upstream.labels({ route, upstream }))
+      found.observe(row.upstreamMs / 1000)
+    }
     if (row.queuedMs !== null) this.timing(this.queuedSeries, this.queued, route, row.queuedMs)
   }
 

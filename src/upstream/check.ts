@@ -1,10 +1,10 @@
 import { badRequest } from '../core/errors.js'
-import type { OpenAIUpstream } from './openai-upstream.js'
+import type { HttpUpstream } from './http-upstream.js'
 
 /**
- * OPENAI_BASE_URL must be an absolute http(s) URL: without a scheme the SDK builds request
- * URLs that fail on every call, so the gateway would start and answer nothing but 502s.
- * Returns the value to use (undefined: the SDK's default).
+ * OPENAI_BASE_URL must be an absolute http(s) URL: without a scheme every request URL
+ * fails, so the gateway would start and answer nothing but 502s.
+ * Returns the value to use (undefined: OpenAI's).
  */
 export function checkBaseUrl(value: string | undefined): string | undefined {
   const raw = value?.trim()
@@ -25,7 +25,7 @@ export function checkBaseUrl(value: string | undefined): string | undefined {
 export type UpstreamCheck = { ok: true; ms: number; models: number } | { ok: false; ms: number; cause: string; message: string }
 
 /** One model-list call (bounded by the upstream's first-byte timeout), as `serve --check-upstream` reports it. */
-export async function probeUpstream(upstream: OpenAIUpstream): Promise<UpstreamCheck> {
+export async function probeUpstream(upstream: HttpUpstream): Promise<UpstreamCheck> {
   const started = performance.now()
   const ms = () => Math.round(performance.now() - started)
   try {

@@ -61,10 +61,12 @@ export class UpstreamHealth {
   private failures = 0
   private readonly warned = new Map<FailureCause, { at: number; suppressed: number }>()
 
+  /** `settings`: where the operator sets this upstream's URL and key (an upstreams file names its own). */
   constructor(
     private readonly url: string,
     private readonly clock: Clock,
     private readonly warn: (line: string) => void,
+    private readonly settings: { url: string; key: string } = { url: 'OPENAI_BASE_URL', key: 'OPENAI_API_KEY' },
   ) {}
 
   /** On the hot path: one clock read. */
@@ -75,7 +77,8 @@ export class UpstreamHealth {
 
   failure(cause: FailureCause, status: number | null = null): void {
     const now = this.clock.now()
-    const message = status === null ? CAUSE_TEXT[cause] : `${CAUSE_TEXT[cause]} (HTTP ${status})`
+    const text = CAUSE_TEXT[cause].replace('OPENAI_BASE_URL', this.settings.url).replace('OPENAI_API_KEY', this.settings.key)
+    const message = status === null ? text : `${text} (HTTP ${status})`
     this.lastFailure = { at: new Date(now).toISOString(), cause, message, status }
     this.failures++
     const seen = this.warned.get(cause)

@@ -1,12 +1,12 @@
 import { Readable } from 'node:stream'
 import { countPromptTokens, countTextTokens } from '../core/tokens.js'
-import { NodeResponse, urlOf } from './transport.js'
+import type { Transport, TransportResponse } from './transport.js'
 
 /**
  * The built-in mock provider: a deterministic OpenAI-compatible upstream that echoes the last
- * user message, with real token counts. It is a `fetch` function, so `--mock` runs the very
- * same SDK, upstream and error paths as a real upstream, with the same kind of response
- * (a Node stream body). The tests' mock HTTP server reuses its completion builders.
+ * user message, with real token counts. It speaks the transport interface, so `--mock` runs
+ * the very same upstream client and error paths as a real upstream, with the same kind of
+ * response (a Node stream body). The tests' mock HTTP server reuses its completion builders.
  */
 
 export const MOCK_MODELS = ['gpt-4o-mini', 'gpt-4o', 'gpt-4.1-mini', 'mock-echo']
@@ -92,16 +92,13 @@ export function mockChunks(body: ChatBody, id = 'chatcmpl-mock'): object[] {
   return chunks
 }
 
-/** Its answers come at once, whole: reading one never waits. */
-const READ_TIMEOUT_MS = 60_000
-
 /** A response whose body arrives in these parts (a stream: one per event). */
-function respond(url: string, status: number, contentType: string, parts: string[]): Response {
-  return new NodeResponse(status, { 'content-type': contentType }, Readable.from(parts.map((p) => Buffer.from(p))), url, READ_TIMEOUT_MS) as unknown as Response
+function respond(status: number, contentType: string, parts: string[]): TransportResponse {
+  return { status, headers: { 'content-type': contentType }, body: Readable.from(parts.map((p) => Buffer.from(p))) }
 }
 
-function json(url: string, status: number, value: unknown): Response {
-  return respond(url, status, 'application/json', [JSON.stringify(value)])
+function json(status: number, value: unknown): TransportResponse {
+  return respond(status, 'application/json', [JSON.stringify(value)])
 }
 
 /** Loads the tokenizer the mock's usage figures come from now, not inside its first answer. */
@@ -109,28 +106,30 @@ export function warmMockProvider(): void {
   countTextTokens('warm')
 }
 
-/** An OpenAI-compatible server in a function: POST …/chat/completions and GET …/models. */
-export function createMockFetch(): typeof fetch {
+/** An OpenAI-compatible server behind the transport interface: POST …/chat/completions and GET …/models. */
+export function createMockTransport(): Transport {
   warmMockProvider()
   let counter = 0
-  return async (input, init) => {
-    const href = urlOf(input)
-    const url = new URL(href)
-    if (url.pathname.endsWith('/models')) {
-      return json(href, 200, { object: 'list', data: MOCK_MODELS.map((id) => ({ id, object: 'model', created: CREATED, owned_by: 'gateway-mock' })) })
-    }
-    if (!url.pathname.endsWith('/chat/completions') || init?.method !== 'POST') {
-      return json(href, 404, { error: { message: 'Unknown mock route', type: 'invalid_request_error', code: 'not_found', param: null } })
-    }
-    let body: ChatBody
-    try {
-      body = JSON.parse(new TextDecoder().decode(init.body as Uint8Array)) as ChatBody
-    } catch {
-      return json(href, 400, { error: { message: 'Invalid JSON', type: 'invalid_request_error', code: null, param: null } })
-    }
-    const id = `chatcmpl-mock${++counter}`
-    if (!body.stream) return json(href, 200, mockCompletion(body, id))
-    const events = mockChunks(body, id).map((c) => `data: ${JSON.stringify(c)}\n\n`)
-    return respond(href, 200, 'text/event-stream', [...events, 'data: [DONE]\n\n'])
+  return {
+    async send(req) {
+      const url = new URL(req.url)
+      if (url.pathname.endsWith('/models')) {
+        return json(200, { object: 'list', data: MOCK_MODELS.map((id) => ({ id, object: 'model', created: CREATED, owned_by: 'gateway-mock' })) })
+      }
+      if (!url.pathname.endsWith('/chat/completions') || req.method !== 'POST') {
+        return json(404, { error: { message: 'Unknown mock route', type: 'invalid_request_error', code: 'not_found', param: null } })
+      }
+      let body: ChatBody
+      try {
+        body = JSON.parse(new TextDecoder().decode(req.body)) as ChatBody
+      } catch {
+        return json(400, { error: { message: 'Invalid JSON', type: 'invalid_request_error', code: null, param: null } })
+      }
+      const id = `chatcmpl-mock${++counter}`
+      if (!body.stream) return json(200, mockCompletion(body, id))
+      const events = mockChunks(body, id).map((c) => `data: ${JSON.stringify(c)}\n\n`)
+      return respond(200, 'text/event-stream', [...events, 'data: [DONE]\n\n'])
+    },
+    close: async () => {},
   }
 }

@@ -62,6 +62,9 @@ beforeAll(async () => {
         day: new Date().toISOString().slice(0, 10),
         requestBody: null,
         responseBody: null,
+        upstream: null,
+        servedModel: null,
+        attempts: 0,
       })
     }
     await store.appendRequests(rows)

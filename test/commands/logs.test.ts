@@ -67,6 +67,9 @@ function jsonOf(r: LogRow): Record<string, unknown> {
     streamed: r.streamed === 1,
     user_agent: r.user_agent,
     cost_usd: r.cost_micros === null ? null : r.cost_micros / 1e6,
+    upstream: r.upstream,
+    served_model: r.served_model,
+    attempts: r.attempts,
   }
 }
 
@@ -123,6 +126,9 @@ function baseRow(n: number, over: Partial<RequestRow> = {}): RequestRow {
     day: utcDay(Date.now()),
     requestBody: null,
     responseBody: null,
+    upstream: null,
+    servedModel: null,
+    attempts: 0,
     ...over,
   }
 }

@@ -14,7 +14,7 @@ describe('the CLI against a postgres:// --db', () => {
     const cwd = mkdtempSync(join(tmpdir(), 'gw-pgcli-'))
     try {
       const migrated = await runJson<{ db: string; migrations: number }>(['db', 'migrate', '--db', withPassword])
-      expect(migrated).toMatchObject({ code: 0, json: { migrations: 2 } })
+      expect(migrated).toMatchObject({ code: 0, json: { migrations: 3 } })
       expect(migrated.json.db).not.toContain('hunter2')
       expect((await runJson(['keys', 'create', '--name', 'Alice', '--db', db.url])).code).toBe(0)
       expect((await runJson(['keys', 'create', '--name', 'ALICE', '--db', db.url])).code).toBe(4) // names are unique whatever their case

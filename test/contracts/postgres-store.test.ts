@@ -40,7 +40,7 @@ describe('PostgreSQL store: what only a shared store needs', () => {
     const stores = [new PgStore(db.url), new PgStore(db.url), new PgStore(db.url)]
     try {
       await Promise.all(stores.map((s) => s.whenReady()))
-      expect(await Promise.all(stores.map((s) => s.appliedMigrations()))).toEqual([2, 2, 2])
+      expect(await Promise.all(stores.map((s) => s.appliedMigrations()))).toEqual([3, 3, 3])
     } finally {
       for (const s of stores) await s.close()
       await db.drop()

@@ -90,6 +90,9 @@ describe('a whole row written and parsed back', () => {
       day: '2026-01-01',
       requestBody: null,
       responseBody: null,
+      upstream: null,
+      servedModel: null,
+      attempts: 0,
     }
     const text = stringify([[...LOG_COLUMNS], toCsvRecord(row)], { record_delimiter: 'windows' })
     const records = parse(text) as string[][]

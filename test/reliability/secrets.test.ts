@@ -6,7 +6,7 @@
  * CLI output, except the one-time display at `keys create`. Files are created 0600.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -175,4 +175,82 @@ describe('no piece of a secret is written or shown anywhere', () => {
     expect(wrong).toEqual([])
     expect(existsSync(db)).toBe(true)
   })
+})
+
+describe('several upstreams (issue 15): no upstream key reaches a client, a log, a message or the CSV', () => {
+  it('serves through each upstream, falls back, echoes every key in failures, then finds no canary', async () => {
+    const home = tempDir('gw-secrets-multi-')
+    const base = join(home, 'gateway.db')
+    const keys = { one: `sk-${randomBytes(36).toString('base64url')}`, two: `sk-${randomBytes(36).toString('base64url')}`, azure: randomBytes(16).toString('hex') }
+    const one = await startMockUpstream()
+    const two = await startMockUpstream()
+    const azure = await startMockUpstream({ azure: { apiVersion: '2024-10-21', key: keys.azure, deployments: ['dep-mini'] } })
+    const file = join(home, 'upstreams.yaml')
+    writeFileSync(
+      file,
+      `upstreams:
+  - {name: one, base_url: "${one.url}", api_key_env: ONE_KEY, models: [gpt-4o-mini, gpt-4o]}
+  - {name: two, base_url: "${two.url}", api_key_env: TWO_KEY, models: [gpt-4o-mini]}
+  - {name: az, provider: azure, base_url: "${azure.url}", api_key_env: AZ_KEY, api_version: 2024-10-21, deployments: {gpt-4o-mini: dep-mini}}
+models:
+  chain: [{upstream: one, model: gpt-4o}, {upstream: az, model: gpt-4o-mini}, {upstream: two, model: gpt-4o-mini}]
+cooldown: {failures: 1000}
+`,
+    )
+    const env = { ONE_KEY: keys.one, TWO_KEY: keys.two, AZ_KEY: keys.azure, GATEWAY_DB: base }
+    const found: Record<string, string> = {}
+    const created: string[] = []
+    const make = async (name: string, admin: boolean) => {
+      for (let i = 0; ; i++) {
+        const r = await runCli(['keys', 'create', '--name', `${name}${i || ''}`, '--json', '--rpm', 'off', ...(admin ? ['--admin'] : [])], env)
+        created.push(r.stdout)
+        const k = (JSON.parse(r.stdout) as { key: string }).key
+        if (!falseAdjacency(k)) return k
+      }
+    }
+    const user = await make('user', false)
+    const admin = await make('ops', true)
+    const gw = await startChildGateway({ db: base, env, args: ['--upstreams', file] })
+    try {
+      const responses: string[] = []
+      const chat = async (model: string, stream = false) => {
+        const res = await fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${user}`, 'content-type': 'application/json' }, body: JSON.stringify({ model, stream, messages: [{ role: 'user', content: 'hi' }] }) })
+        responses.push(`${res.status} ${JSON.stringify([...res.headers])}\n${await res.text()}`)
+        return res.status
+      }
+      for (const stream of [false, true]) for (let i = 0; i < 4; i++) expect(await chat(i % 2 ? 'gpt-4o-mini' : 'chain', stream)).toBe(200)
+      // Each upstream echoes its own key in its failures; the chain falls back through all three.
+      // Two requests fail on all three (a 500, then a 429); the third stops at one's 400, which is
+      // relayed (no retry); every script is used up, so `upstreams check` below finds them well.
+      for (const [mock, key] of [[one, keys.one], [azure, keys.azure], [two, keys.two]] as const) {
+        mock.script(
+          { kind: 'status', status: 500, body: JSON.stringify({ error: { message: `internal error for ${key}` } }) },
+          { kind: 'status', status: 429, headers: { 'x-echo': key }, body: JSON.stringify({ error: { message: `Rate limit reached for ${key}` } }) },
+        )
+      }
+      one.script({ kind: 'status', status: 400, body: JSON.stringify({ error: { message: `bad request with ${keys.one}`, code: keys.one, param: keys.one } }) })
+      for (let i = 0; i < 4; i++) await chat('chain', i % 2 === 1)
+      expect(one.requests.some((r) => r.headers.authorization === `Bearer ${keys.one}`)).toBe(true)
+      expect(two.requests.some((r) => r.headers.authorization === `Bearer ${keys.two}`)).toBe(true)
+      expect(azure.requests.some((r) => r.headers['api-key'] === keys.azure)).toBe(true)
+      const haystack: Record<string, string> = { responses: responses.join('\n') }
+      const cli = [['upstreams', '--upstreams', file], ['upstreams', '--upstreams', file, '--url', gw.url, '--key', admin, '--json'], ['upstreams', 'check', '--upstreams', file, '--json'], ['logs', 'export'], ['usage', '--by', 'upstream'], ['try', '--url', gw.url, '--key', user, '--model', 'chain', 'hi']]
+      for (const args of cli) {
+        const r = await runCli(args, env)
+        haystack[`cli: ${args.join(' ')}`] = r.stdout + r.stderr
+      }
+      expect(haystack[`cli: logs export`]).toContain('chain')
+      const check = JSON.parse(haystack[`cli: upstreams check --upstreams ${file} --json`]) as { upstreams: { name: string; ok: boolean }[] }
+      expect(check.upstreams.map((u) => [u.name, u.ok])).toEqual([['one', true], ['two', true], ['az', true]]) // Azure through the SDK's AzureOpenAI too
+      await gw.stop()
+      haystack['serve'] = gw.stdout() + gw.stderr()
+      for (const f of readdirSync(home)) if (!f.endsWith('.yaml')) haystack[f] = readFileSync(join(home, f)).toString('latin1')
+      expect(findLeaks({ 'keys create': created.join('\n') }, { user }).length).toBeGreaterThan(0)
+      expect(findLeaks(haystack, { ...keys, user, admin })).toEqual([])
+    } finally {
+      await gw.stop()
+      await Promise.all([one.close(), two.close(), azure.close()])
+      rmSync(home, { recursive: true, force: true })
+    }
+  }, 240_000)
 })

@@ -2,7 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import OpenAI from 'openai'
+import { writeFileSync } from 'node:fs'
 import { buildGateway, DEFAULT_SETTINGS, type BuiltGateway, type GatewaySettings } from '../../src/compose.js'
+import { loadUpstreamsFile } from '../../src/cli/upstreams-file.js'
 import type { Clock } from '../../src/core/clock.js'
 import { KeyManager, type CreateKeyInput } from '../../src/core/keys.js'
 import { SqliteStore } from '../../src/storage/sqlite/sqlite-store.js'
@@ -38,7 +40,7 @@ export async function startGateway(settings: Partial<GatewaySettings> & { upstre
       csvLog: join(dir, 'requests.csv'),
       apiKey: upstreamUrl ? 'sk-test-upstream-key-0000' : undefined,
       baseURL: upstreamUrl,
-      mock: !upstreamUrl,
+      mock: !upstreamUrl && !rest.upstreams,
       ...rest,
     },
     clock,
@@ -73,6 +75,13 @@ export async function startGateway(settings: Partial<GatewaySettings> & { upstre
       if (!settings.dir) rmSync(dir, { recursive: true, force: true })
     },
   }
+}
+
+/** An upstreams file written to `dir` and read as `serve --upstreams` reads it, keys from `env`. */
+export function upstreamsFile(dir: string, yaml: string, env: Record<string, string> = {}): GatewaySettings['upstreams'] {
+  const file = join(dir, 'upstreams.yaml')
+  writeFileSync(file, yaml)
+  return loadUpstreamsFile(file, env)
 }
 
 /** Lets the CLI-change watcher (250 ms) pick a change up. */

@@ -30,6 +30,9 @@ export interface LogRow {
   day: string
   request_body: string | null
   response_body: string | null
+  upstream: string | null
+  served_model: string | null
+  attempts: number
 }
 
 /** The neutralisation a spreadsheet needs: a leading quote before = + - @ tab CR. */
@@ -59,6 +62,9 @@ export const CSV_COLUMNS: Record<string, (r: LogRow) => string> = {
   streamed: (r) => (r.streamed ? 'true' : 'false'),
   user_agent: (r) => text(r.user_agent),
   cost_usd: (r) => (r.cost_micros === null ? '' : String(r.cost_micros / 1e6)),
+  upstream: (r) => text(r.upstream),
+  served_model: (r) => text(r.served_model),
+  attempts: (r) => String(r.attempts),
 }
 
 /** Runs tasks at most `width` at a time (CLI children on a two-core machine), results in order. */
@@ -104,6 +110,9 @@ export function requestRow(over: Partial<RequestRow> = {}): RequestRow {
     day: timestamp.slice(0, 10),
     requestBody: null,
     responseBody: null,
+    upstream: null,
+    servedModel: null,
+    attempts: 0,
     ...over,
   }
 }

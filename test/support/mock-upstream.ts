@@ -19,8 +19,15 @@ export interface RecordedRequest {
   body: Record<string, unknown> | null
 }
 
+/** An Azure OpenAI resource: chat only at /openai/deployments/{d}/chat/completions?api-version=V, key in `api-key`. */
+export interface AzureShape {
+  apiVersion: string
+  key: string
+  deployments: string[]
+}
+
 export interface MockUpstream {
-  /** Base URL with /v1, as OPENAI_BASE_URL takes it. */
+  /** Base URL with /v1, as OPENAI_BASE_URL takes it (an Azure mock: the resource URL, no path). */
   url: string
   requests: RecordedRequest[]
   /** Chat requests whose response the client abandoned before it ended. */
@@ -44,7 +51,7 @@ function toolCallChunks(body: Record<string, unknown>): object[] {
 }
 
 /** A real HTTP server speaking OpenAI's chat completions and models API, scripted per request. */
-export async function startMockUpstream(): Promise<MockUpstream> {
+export async function startMockUpstream(options: { azure?: AzureShape } = {}): Promise<MockUpstream> {
   warmMockProvider() // tests time the first answer against short upstream timeouts
   const queue: Behavior[] = []
   const sockets = new Set<Socket>()
@@ -75,6 +82,14 @@ export async function startMockUpstream(): Promise<MockUpstream> {
       res.writeHead(200, { 'content-type': 'application/json' })
       res.end(JSON.stringify({ object: 'list', data: MOCK_MODELS.map((id) => ({ id, object: 'model', created: 1, owned_by: 'mock' })) }))
       return
+    }
+    if (options.azure) {
+      const refusal = azureRefusal(options.azure, req)
+      if (refusal) {
+        res.writeHead(refusal.status, { 'content-type': 'application/json' })
+        res.end(JSON.stringify({ error: { code: refusal.code, message: refusal.message } }))
+        return
+      }
     }
     const behavior = queue.shift() ?? { kind: 'normal' }
     let finished = false
@@ -159,6 +174,26 @@ export async function startMockUpstream(): Promise<MockUpstream> {
     s.on('close', () => sockets.delete(s))
   })
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
-  state.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`
+  state.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}${options.azure ? '' : '/v1'}`
   return state
+}
+
+/** What Azure OpenAI answers a request of the wrong shape (as its own error codes name it). */
+function azureRefusal(azure: AzureShape, req: IncomingMessage): { status: number; code: string; message: string } | null {
+  if (req.headers['api-key'] !== azure.key || req.headers.authorization !== undefined) return { status: 401, code: '401', message: 'Access denied due to invalid subscription key or wrong API endpoint.' }
+  const url = new URL(req.url ?? '/', 'http://mock')
+  const m = /^\/openai\/deployments\/([^/]+)\/chat\/completions$/.exec(url.pathname)
+  if (!m || req.method !== 'POST') return { status: 404, code: '404', message: 'Resource not found' }
+  if (url.searchParams.get('api-version') !== azure.apiVersion) return { status: 404, code: '404', message: 'Resource not found (api-version)' }
+  if (!azure.deployments.includes(decodeURIComponent(m[1]))) return { status: 404, code: 'DeploymentNotFound', message: 'The API deployment for this resource does not exist.' }
+  return null
+}
+
+/** A loopback port where nothing listens: connections to it are refused. */
+export async function refusingPort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
+  const port = (server.address() as AddressInfo).port
+  await new Promise<void>((r) => server.close(() => r()))
+  return port
 }

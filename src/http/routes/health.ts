@@ -17,7 +17,7 @@ export function shallowHealth({ gateway, spoolState }: AppServices) {
   }
 }
 
-/** The store's and the upstream's state: `degraded` while the upstream's last call failed or log rows wait in the spool. */
+/** The store's and the upstreams' state: `degraded` while the (first) upstream's last call failed, an upstream is in cooldown, or log rows wait in the spool. */
 export function deepHealth({ gateway, upstreamState, spoolState }: AppServices) {
   return async function health(c: Context<AppEnv>) {
     const started = performance.now()
@@ -27,6 +27,7 @@ export function deepHealth({ gateway, upstreamState, spoolState }: AppServices) 
     const store = { ok: !spooling, ms: Math.round((performance.now() - started) * 100) / 100, ...(spool ? { spool } : {}) }
     const upstream = upstreamState()
     const failing = upstream.lastFailure !== null && (upstream.lastSuccessAt === null || upstream.lastFailure.at > upstream.lastSuccessAt)
-    return c.json({ status: failing || spooling ? 'degraded' : 'ok', store, upstream })
+    const cooling = upstream.upstreams.some((u) => u.state !== 'closed')
+    return c.json({ status: failing || cooling || spooling ? 'degraded' : 'ok', store, upstream })
   }
 }

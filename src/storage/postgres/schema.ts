@@ -113,6 +113,10 @@ export const requestLog = pgTable(
     day: text('day').notNull(),
     requestBody: text('request_body'),
     responseBody: text('response_body'),
+    /** Who served: the upstream's name, the model sent to it, the calls made. */
+    upstream: text('upstream'),
+    servedModel: text('served_model'),
+    attempts: integer('attempts').notNull().default(0),
   },
   (t) => [
     uniqueIndex('request_log_entry_id').on(t.entryId),

@@ -114,6 +114,10 @@ export const requestLog = sqliteTable(
     day: text('day').notNull(),
     requestBody: text('request_body'),
     responseBody: text('response_body'),
+    /** Who served (issue 15): the upstream's name, the model sent to it, the calls made. */
+    upstream: text('upstream'),
+    servedModel: text('served_model'),
+    attempts: integer('attempts').notNull().default(0),
   },
   (t) => [
     index('request_log_timestamp').on(t.timestamp),

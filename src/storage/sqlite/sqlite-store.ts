@@ -73,6 +73,9 @@ interface RawRequestRow {
   day: string
   request_body: string | null
   response_body: string | null
+  upstream: string | null
+  served_model: string | null
+  attempts: number
 }
 
 function toRequestRow(r: RawRequestRow): RequestRow {
@@ -100,6 +103,9 @@ function toRequestRow(r: RawRequestRow): RequestRow {
     day: r.day,
     requestBody: r.request_body,
     responseBody: r.response_body,
+    upstream: r.upstream,
+    servedModel: r.served_model,
+    attempts: r.attempts,
   }
 }
 
@@ -212,6 +218,9 @@ export class SqliteStore implements Store {
         day: sql.placeholder('day'),
         requestBody: sql.placeholder('requestBody'),
         responseBody: sql.placeholder('responseBody'),
+        upstream: sql.placeholder('upstream'),
+        servedModel: sql.placeholder('servedModel'),
+        attempts: sql.placeholder('attempts'),
       }),
     )
     const add = (column: keyof RollupSum & keyof typeof usageRollup) => sql`${usageRollup[column]} + excluded.${sql.identifier(usageRollup[column].name)}`

@@ -1,0 +1,38 @@
+import type { UsageGroup } from '../store.js'
+import type { RequestRow } from '../types.js'
+import { isChatRoute } from '../usage.js'
+
+/**
+ * Usage per upstream over budget days `fromDay`..`toDay`, from the log rows (the kept totals
+ * are per day, key and model; who served is in the rows). Rows already pruned are not
+ * counted: the caller compares with the kept totals and says so. Percentiles are nearest-rank,
+ * as the store's (the smallest latency with at least half, or 95 %, of the group at or below it).
+ */
+export async function usageByUpstream(rows: Iterable<RequestRow> | AsyncIterable<RequestRow>, fromDay: string, toDay: string): Promise<UsageGroup[]> {
+  const groups = new Map<string, UsageGroup & { latencies: number[] }>()
+  for await (const row of rows) {
+    if (row.day < fromDay || row.day > toDay) continue
+    const name = row.upstream ?? ''
+    let g = groups.get(name)
+    if (!g) {
+      g = { group: name, requests: 0, chatRequests: 0, errors: 0, rateLimited: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, costMicros: null, p50Ms: null, p95Ms: null, latencies: [] }
+      groups.set(name, g)
+    }
+    g.requests++
+    if (isChatRoute(row.route)) g.chatRequests++
+    if (row.status >= 400) g.errors++
+    if (row.status === 429) g.rateLimited++
+    g.promptTokens += row.promptTokens
+    g.completionTokens += row.completionTokens
+    g.totalTokens += row.totalTokens
+    if (row.costMicros !== null) g.costMicros = (g.costMicros ?? 0) + row.costMicros
+    g.latencies.push(row.latencyMs)
+  }
+  return [...groups.values()]
+    .sort((a, b) => (a.group < b.group ? -1 : a.group > b.group ? 1 : 0))
+    .map(({ latencies, ...g }) => {
+      latencies.sort((a, b) => a - b)
+      const rank = (q: number) => latencies[Math.max(0, Math.ceil(q * latencies.length) - 1)]
+      return { ...g, p50Ms: rank(0.5), p95Ms: rank(0.95) }
+    })
+}
