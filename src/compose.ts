@@ -3,7 +3,9 @@ import { systemClock, type Clock } from './core/clock.js'
 import { Gateway } from './core/gateway.js'
 import { Pricing } from './core/pricing.js'
 import { RequestLog, type RowSink } from './core/request-log.js'
+import { KeyManager } from './core/keys.js'
 import { UsageReports } from './core/usage.js'
+import { UsageViews } from './core/usage-views.js'
 import { AccessLog, type AccessLogFormat } from './http/access-log.js'
 import { createApp } from './http/app.js'
 import { Metrics } from './http/metrics.js'
@@ -40,6 +42,8 @@ export interface GatewaySettings {
   accessLog: AccessLogFormat
   /** PostgreSQL only: where log rows wait while the database is unreachable (one directory per gateway). */
   spoolDir: string
+  /** Serve the browser dashboard under /dashboard. */
+  dashboard: boolean
   /** `--upstreams FILE`, read and validated; without it OPENAI_API_KEY / OPENAI_BASE_URL make one upstream. */
   upstreams?: LoadedUpstreams
 }
@@ -60,6 +64,7 @@ export const DEFAULT_SETTINGS: Omit<GatewaySettings, 'db'> = {
   bodyLimit: 1024 * 1024,
   accessLog: 'off',
   spoolDir: './data/spool',
+  dashboard: true,
 }
 
 export interface BuiltGateway {
@@ -152,6 +157,10 @@ export async function buildGateway(settings: GatewaySettings, clock: Clock = sys
     model: settings.model,
     options: { bodyLimit: settings.bodyLimit, trustProxy: settings.trustProxy, metricsPublic: settings.metricsPublic },
     onUnexpected: onError,
+    // The dashboard's views have no PostgreSQL queries yet (its hourly sums are SQLite's): off there.
+    dashboard: settings.dashboard && store.kind === 'sqlite'
+      ? { gateway, store, keys: new KeyManager(store, clock), views: new UsageViews(store, calendar), clock, calendar, logBodies: settings.logBodies, trustProxy: settings.trustProxy, onUnexpected: onError }
+      : null,
   })
   return {
     app,

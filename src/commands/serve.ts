@@ -5,7 +5,7 @@ import { setFlagsFromString } from 'node:v8'
 import { BaseCommand, EXIT } from '../cli/base-command.js'
 import { renderBanner } from '../cli/banner.js'
 import { parseDuration } from '../cli/durations.js'
-import { meansOff } from '../cli/switches.js'
+import { meansOff, parseSwitch } from '../cli/switches.js'
 import { buildGateway, DEFAULT_SETTINGS, type GatewaySettings } from '../compose.js'
 import { Calendar } from '../core/calendar.js'
 import { badRequest } from '../core/errors.js'
@@ -55,6 +55,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
     'access-log': Flags.option({ options: ACCESS_LOG_FORMATS, description: 'one line per request on stdout (default: text, json with --json)', env: 'GATEWAY_ACCESS_LOG' })(),
     'check-upstream': Flags.boolean({ description: 'list each upstream\'s models once before listening and report it; exit 2 if that fails', env: 'GATEWAY_CHECK_UPSTREAM', default: false }),
     upstreams: Flags.string({ description: 'YAML (or JSON) file of upstreams, their models and aliases; keys come from the environment (see docs/operations.md)', env: 'GATEWAY_UPSTREAMS' }),
+    'no-dashboard': Flags.boolean({ description: 'serve no browser dashboard at /dashboard (GATEWAY_DASHBOARD=off does the same)', default: false }),
     'shutdown-timeout': Flags.string({ description: 'on SIGINT/SIGTERM, how long in-flight requests may finish', env: 'GATEWAY_SHUTDOWN_TIMEOUT', default: '10s' }),
   }
 
@@ -86,6 +87,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
       bodyLimit: f['body-limit'],
       accessLog: f['access-log'] ?? (this.jsonEnabled() ? 'json' : 'text'),
       spoolDir: f['spool-dir'],
+      dashboard: !f['no-dashboard'] && (process.env.GATEWAY_DASHBOARD === undefined || parseSwitch(process.env.GATEWAY_DASHBOARD, 'GATEWAY_DASHBOARD')),
     }
     // Straight to stderr: oclif's logToStderr is silent under --json, and these are for the operator.
     const warn = (line: string) => process.stderr.write(`${line}\n`)

@@ -42,6 +42,14 @@ export class Calendar {
     return this.end
   }
 
+  /** First instant of a day (YYYY-MM-DD) in this zone. */
+  dayStart(day: string): number {
+    // Noon UTC is that day in most zones; up to two half-day steps find it in the others (UTC±12 to +14).
+    let t = Date.parse(`${day}T12:00:00Z`)
+    for (let i = 0; i < 3 && this.format.format(t) !== day; i++) t += (this.format.format(t) < day ? 12 : -12) * HOUR
+    return this.boundary(t, day, -1)
+  }
+
   /** Where the day containing `ms` starts (dir -1) or ends (dir 1): step by hours, then bisect. */
   private boundary(ms: number, day: string, dir: -1 | 1): number {
     let inside = ms

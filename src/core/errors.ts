@@ -77,6 +77,8 @@ export const ERROR_CODES = [
   'upstream_stream_error',
   'upstream_incomplete',
   'internal_error',
+  'csrf_failed',
+  'session_expired',
 ] as const
 
 export type ErrorCode = (typeof ERROR_CODES)[number]

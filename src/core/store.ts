@@ -25,6 +25,57 @@ export interface RequestFilter {
   until?: string
   keyId?: string
   status?: number
+  model?: string
+  route?: string
+}
+
+/** Where a page of the log ends: the next page starts below it. */
+export interface LogCursor {
+  timestamp: string
+  id: number
+}
+
+/** Requests in one latency bucket (src/core/latency-histogram.ts). */
+export interface LatencyCount {
+  bucket: number
+  requests: number
+}
+
+/** Whole budget days (the kept totals) or a window of time (the log rows, by their timestamp index). */
+export type UsageSpan = { fromDay: string; toDay: string; keyId?: string } | { since: string; until: string; keyId?: string }
+
+/** One bucket of a usage series: a budget day, or a time bucket (`YYYY-MM-DDTHH:MM`, UTC) of a window. */
+export interface SeriesPoint {
+  bucket: string
+  /** Key id or model ('' for none); '' when not grouped. */
+  group: string
+  requests: number
+  errors: number
+  rateLimited: number
+  promptTokens: number
+  completionTokens: number
+  totalTokens: number
+  costMicros: number | null
+}
+
+export interface ErrorPoint {
+  bucket: string
+  status: number
+  errorCode: string | null
+  requests: number
+}
+
+export interface LatencyFigures {
+  /** Log rows the percentiles come from. */
+  rows: number
+  p50Ms: number | null
+  p95Ms: number | null
+}
+
+export interface LoggedRequest {
+  /** The row's id: a stable cursor for paging and a link to its detail. */
+  id: number
+  row: RequestRow
 }
 
 /** Budget days (YYYY-MM-DD in the gateway's time zone), both inclusive. */
@@ -102,6 +153,20 @@ export interface UsageStore {
   dailyUsage(day: string): Promise<DailyUsage[]>
   /** Kept totals over whole days; latency from the log rows still there. */
   usageBy(group: 'key' | 'day' | 'model', range: UsageRange): Promise<UsageGroup[]>
+  /**
+   * Sums per bucket (and key or model): whole days from the kept totals, a window in hours
+   * from the hourly sums, in shorter buckets from the log rows.
+   */
+  usageSeries(span: UsageSpan, by: 'all' | 'key' | 'model', bucketMinutes: number): Promise<SeriesPoint[]>
+  /** Requests per latency bucket over UTC hours `YYYY-MM-DDTHH`, both inclusive. */
+  latencyCounts(fromHour: string, toHour: string): Promise<LatencyCount[]>
+  /** Exact p50 and p95 latency over the span's log rows (a sort: for short spans). */
+  latency(span: UsageSpan): Promise<LatencyFigures>
+  /** Answers with status >= 400 in a window, per budget day or time bucket (minutes), status and error code, from the log rows. */
+  errorsBy(window: { since: string; until: string }, bucket: 'day' | number): Promise<ErrorPoint[]>
+  /** Newest first (by timestamp, then id), `limit` rows after the cursor (keyset paging). */
+  listRequests(filter: RequestFilter, before: LogCursor | null, limit: number): Promise<LoggedRequest[]>
+  getRequest(id: number): Promise<RequestRow | undefined>
   /** In id order, paged: no read transaction lasts the whole iteration. */
   iterateRequests(filter: RequestFilter): AsyncIterable<RequestRow>
   countRequests(filter: RequestFilter): Promise<number>

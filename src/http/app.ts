@@ -10,11 +10,14 @@ import { deepHealth, shallowHealth } from './routes/health.js'
 import { completionRoutes } from './routes/completions.js'
 import { modelRoutes } from './routes/models.js'
 import { usageRoutes } from './routes/usage.js'
+import { dashboardRoutes, type DashboardServices } from './dashboard/routes.js'
 
 export interface CreateAppOptions extends AppServices {
   clock: Clock
   /** Model of the seed's /chat route. */
   model: string
+  /** The browser dashboard's parts, or null when it is off. */
+  dashboard: DashboardServices | null
 }
 
 /**
@@ -30,6 +33,14 @@ export function createApp(services: CreateAppOptions): Hono<AppEnv> {
   const respond = (c: Context<AppEnv>, e: GatewayError) => {
     c.get('record').errorCode = e.code
     return c.json(e.toJSON(), e.status as 400, e.headers)
+  }
+  if (services.dashboard) {
+    // Before the request context and the key check: the dashboard has its own session login,
+    // and its page views are not API traffic (not logged, not counted in usage).
+    const dashboard = dashboardRoutes(services.dashboard)
+    const toDashboard = (c: Context<AppEnv>) => dashboard.fetch(c.req.raw, c.env)
+    app.all('/dashboard', toDashboard)
+    app.all('/dashboard/*', toDashboard)
   }
   app.use('*', requestContext(services))
   let table: RouteTable | null = null // read from app.routes once every route is in

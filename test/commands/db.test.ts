@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { runCli, runJson } from '../support/cli.js'
 import { tempDir } from '../support/gateway.js'
+import { latencyBucket } from '../../src/core/latency-histogram.js'
 
 vi.setConfig({ testTimeout: 240_000, hookTimeout: 60_000 })
 
@@ -155,6 +156,19 @@ describe('db migrate', () => {
       expect(upgraded.prepare('select key_id, day, requests, total_tokens, cost_micros from daily_usage order by day').all()).toEqual([
         { key_id: 'key_a', day: '2026-11-01', requests: 5, total_tokens: 180, cost_micros: 1200 },
         { key_id: 'key_a', day: '2026-11-02', requests: 3, total_tokens: 15, cost_micros: 100 },
+      ])
+      // The dashboard's hourly sums and latency counts, from the rows still in the log; the
+      // bucket the migration's SQL computes is the one the server writes (latencyBucket).
+      expect(upgraded.prepare('select hour, key_id, model, requests, errors, rate_limited, total_tokens, cost_micros from usage_hourly order by hour, key_id, model').all()).toEqual([
+        { hour: '2026-11-01T10', key_id: 'key_a', model: 'gpt-4o', requests: 1, errors: 0, rate_limited: 0, total_tokens: 30, cost_micros: 200 },
+        { hour: '2026-11-02T10', key_id: '', model: '', requests: 1, errors: 1, rate_limited: 0, total_tokens: 0, cost_micros: null },
+        { hour: '2026-11-02T10', key_id: 'key_a', model: '', requests: 1, errors: 0, rate_limited: 0, total_tokens: 0, cost_micros: null },
+        { hour: '2026-11-02T10', key_id: 'key_a', model: 'gpt-4o', requests: 1, errors: 0, rate_limited: 0, total_tokens: 15, cost_micros: 100 },
+        { hour: '2026-11-02T10', key_id: 'key_a', model: 'gpt-4o-mini', requests: 1, errors: 1, rate_limited: 1, total_tokens: 0, cost_micros: null },
+      ])
+      expect(upgraded.prepare('select hour, bucket, requests from latency_hourly order by hour').all()).toEqual([
+        { hour: '2026-11-01T10', bucket: latencyBucket(5), requests: 1 },
+        { hour: '2026-11-02T10', bucket: latencyBucket(5), requests: 4 },
       ])
     } finally {
       upgraded.close()

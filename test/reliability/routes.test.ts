@@ -29,7 +29,8 @@ beforeAll(async () => {
   admin = await gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
   const seen = new Set<string>()
   for (const r of gw.built.app.routes) {
-    if (r.path === '/*' || r.path === '*' || r.path === '/health') continue
+    // The dashboard is exempt from the key check on purpose: it has its own session login (below, and test/dashboard/).
+    if (r.path === '/*' || r.path === '*' || r.path === '/health' || r.path === '/dashboard' || r.path === '/dashboard/*') continue
     const id = `${r.method} ${r.path}`
     if (seen.has(id)) continue
     seen.add(id)
@@ -129,6 +130,22 @@ describe('route inventory', () => {
         expect(JSON.parse(res.body)).toEqual({ status: 'ok' })
       }
     }
+  })
+
+  it('the dashboard, exempt from the key check, sends a browser without a session to its login form and refuses its forms', async () => {
+    expect(gw.built.app.routes.some((r) => r.path === '/dashboard/*')).toBe(true)
+    for (const path of ['/dashboard', '/dashboard/', '/dashboard/usage', '/dashboard/budgets', '/dashboard/errors', '/dashboard/log', '/dashboard/log.csv', '/dashboard/keys', '/dashboard/nope']) {
+      for (const method of ['GET', 'HEAD']) {
+        const res = await fetch(`${gw.url}${path}`, { method, redirect: 'manual' })
+        expect(res.status, `${method} ${path}`).toBe(303)
+        expect(res.headers.get('location'), `${method} ${path}`).toBe('/dashboard/login')
+      }
+    }
+    for (const path of ['/dashboard/keys', '/dashboard/keys/x/revoke', '/dashboard/logout']) {
+      const res = await fetch(`${gw.url}${path}`, { method: 'POST', headers: { origin: gw.url, 'content-type': 'application/x-www-form-urlencoded' }, body: 'name=x' })
+      expect(res.status, path).toBe(403)
+    }
+    expect(gw.admin.findKey('x')).toBeUndefined()
   })
 
   it('/health answers without a key and says nothing more than ok', async () => {

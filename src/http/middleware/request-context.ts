@@ -5,7 +5,7 @@ import type { AppEnv, AppServices } from '../env.js'
 
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
-function clientIp(c: Parameters<MiddlewareHandler<AppEnv>>[0], trustProxy: boolean): string {
+export function clientIp(c: Parameters<MiddlewareHandler<AppEnv>>[0], trustProxy: boolean): string {
   if (trustProxy) {
     // The proxy appends the address it saw; the last entry is the one a client cannot forge.
     const forwarded = c.req.header(H.forwardedFor)?.split(',').pop()?.trim()

@@ -4,7 +4,7 @@ import type { PgColumn } from 'drizzle-orm/pg-core'
 import { randomUUID } from 'node:crypto'
 import type pg from 'pg'
 import { nameTaken } from '../../core/keys.js'
-import type { KeyPatch, LogSpan, NewKey, RequestFilter, Store, UsageGroup, UsageRange } from '../../core/store.js'
+import type { ErrorPoint, KeyPatch, LatencyCount, LatencyFigures, LogCursor, LoggedRequest, LogSpan, NewKey, RequestFilter, SeriesPoint, Store, UsageGroup, UsageRange, UsageSpan } from '../../core/store.js'
 import type { ApiKey, DailyUsage, DefaultOverrides, KeySecret, RequestRow } from '../../core/types.js'
 import { CHAT_ROUTES } from '../../core/usage.js'
 import { overlay } from '../overlay.js'
@@ -99,6 +99,10 @@ function appendStatement(count: number): string {
 /** bigint sums and counts as JS numbers (drizzle hands them over as strings). */
 const num = (v: unknown): number => Number(v)
 const numOrNull = (v: unknown): number | null => (v === null ? null : Number(v))
+
+function dashboardOnly(): Error {
+  return new Error('The dashboard does not run on PostgreSQL yet')
+}
 
 const groupOrder = (r: RequestRow) => `${r.day}\0${r.keyId ?? ''}\0${r.model ?? ''}`
 
@@ -369,6 +373,32 @@ export class PgStore implements Store {
       deleted += n
       if (n < PRUNE_BATCH) return deleted
     }
+  }
+
+  // The dashboard's reads (issue 16) have no PostgreSQL queries yet: the gateway serves no
+  // dashboard on PostgreSQL (compose.ts), so nothing calls these; they refuse if something does.
+  async usageSeries(_span: UsageSpan, _by: 'all' | 'key' | 'model', _bucketMinutes: number): Promise<SeriesPoint[]> {
+    throw dashboardOnly()
+  }
+
+  async latencyCounts(_fromHour: string, _toHour: string): Promise<LatencyCount[]> {
+    throw dashboardOnly()
+  }
+
+  async latency(_span: UsageSpan): Promise<LatencyFigures> {
+    throw dashboardOnly()
+  }
+
+  async errorsBy(_window: { since: string; until: string }, _bucket: 'day' | number): Promise<ErrorPoint[]> {
+    throw dashboardOnly()
+  }
+
+  async listRequests(_filter: RequestFilter, _before: LogCursor | null, _limit: number): Promise<LoggedRequest[]> {
+    throw dashboardOnly()
+  }
+
+  async getRequest(_id: number): Promise<RequestRow | undefined> {
+    throw dashboardOnly()
   }
 
   async appliedMigrations(): Promise<number> {

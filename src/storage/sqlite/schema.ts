@@ -69,6 +69,38 @@ export const usageRollup = sqliteTable(
   (t) => [primaryKey({ columns: [t.day, t.keyId, t.model] })],
 )
 
+/**
+ * The same sums per UTC hour (`YYYY-MM-DDTHH`), key and model, written with them: the
+ * dashboard's 24-hour views read these instead of the log. Never pruned.
+ */
+export const usageHourly = sqliteTable(
+  'usage_hourly',
+  {
+    hour: text('hour').notNull(),
+    keyId: text('key_id').notNull(),
+    model: text('model').notNull(),
+    requests: integer('requests').notNull().default(0),
+    errors: integer('errors').notNull().default(0),
+    rateLimited: integer('rate_limited').notNull().default(0),
+    promptTokens: integer('prompt_tokens').notNull().default(0),
+    completionTokens: integer('completion_tokens').notNull().default(0),
+    totalTokens: integer('total_tokens').notNull().default(0),
+    costMicros: integer('cost_micros'),
+  },
+  (t) => [primaryKey({ columns: [t.hour, t.keyId, t.model] })],
+)
+
+/** Requests per UTC hour and latency bucket (src/core/latency-histogram.ts): p50/p95 of any range without sorting the log. */
+export const latencyHourly = sqliteTable(
+  'latency_hourly',
+  {
+    hour: text('hour').notNull(),
+    bucket: integer('bucket').notNull(),
+    requests: integer('requests').notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.hour, t.bucket] })],
+)
+
 /** Per key and day, as the budget ledger reads it (kept for scripts that read the old table). */
 export const dailyUsage = sqliteView('daily_usage').as((qb) =>
   qb
@@ -124,5 +156,7 @@ export const requestLog = sqliteTable(
     index('request_log_key_timestamp').on(t.keyId, t.timestamp),
     // Latency percentiles of a day range (usage reports), optionally of one key.
     index('request_log_day_key').on(t.day, t.keyId),
+    // The dashboard's errors by code and its log filtered to errors: the few failed rows only, covering.
+    index('request_log_errors').on(t.timestamp, t.day, t.status, t.errorCode).where(sql`${t.status} >= 400`),
   ],
 )

@@ -5,10 +5,11 @@ import type { SQLiteColumn } from 'drizzle-orm/sqlite-core'
 import { nameTaken } from '../../core/keys.js'
 import { isChatRoute } from '../../core/usage.js'
 import type { ApiKey, DailyUsage, DefaultOverrides, KeySecret, RequestRow } from '../../core/types.js'
-import type { KeyPatch, LogSpan, NewKey, RequestFilter, Store, UsageGroup, UsageRange } from '../../core/store.js'
+import type { ErrorPoint, KeyPatch, LatencyCount as LatencyCountRow, LatencyFigures, LogCursor, LoggedRequest, LogSpan, NewKey, RequestFilter, SeriesPoint, Store, UsageGroup, UsageRange, UsageSpan } from '../../core/store.js'
 import { overlay } from '../overlay.js'
 import { isBusy, openDatabase, type OpenedDatabase } from './open.js'
-import { apiKeys, dailyUsage, keySecrets, requestLog, settings, usageRollup } from './schema.js'
+import { apiKeys, dailyUsage, keySecrets, latencyHourly, requestLog, settings, usageHourly, usageRollup } from './schema.js'
+import { latencyBucket } from '../../core/latency-histogram.js'
 
 /** Rows per page of an export: each page is its own statement, so no read lasts the whole run. */
 const EXPORT_PAGE = 500
@@ -115,7 +116,23 @@ function whereOf(filter: RequestFilter): SQL | undefined {
     filter.until !== undefined ? lt(requestLog.timestamp, filter.until) : undefined,
     filter.keyId !== undefined ? eq(requestLog.keyId, filter.keyId) : undefined,
     filter.status !== undefined ? eq(requestLog.status, filter.status) : undefined,
+    filter.model !== undefined ? eq(requestLog.model, filter.model) : undefined,
+    filter.route !== undefined ? eq(requestLog.route, filter.route) : undefined,
   )
+}
+
+/** A span's log rows: whole days through request_log_day_key, a window through the timestamp index. */
+function logSpanWhere(span: UsageSpan): SQL | undefined {
+  const key = span.keyId !== undefined ? eq(requestLog.keyId, span.keyId) : undefined
+  if ('fromDay' in span) return and(gte(requestLog.day, span.fromDay), lte(requestLog.day, span.toDay), key)
+  return and(gte(requestLog.timestamp, span.since), lt(requestLog.timestamp, span.until), key)
+}
+
+/** A log row's bucket: its budget day for day spans, else its UTC time floored to `minutes`. */
+function logBucket(span: UsageSpan, minutes: number): SQL {
+  if ('fromDay' in span) return sql`${requestLog.day}`
+  if (minutes >= 60) return sql`substr(${requestLog.timestamp}, 1, 13) || ':00'`
+  return sql`substr(${requestLog.timestamp}, 1, 14) || printf('%02d', cast(substr(${requestLog.timestamp}, 15, 2) as integer) / ${minutes} * ${minutes})`
 }
 
 /** A usage group in the log, named as the rollup names it ('' for no key or no model). */
@@ -128,6 +145,8 @@ const LOG_GROUP = {
 const ROLLUP_GROUP = { key: usageRollup.keyId, day: usageRollup.day, model: usageRollup.model } as const
 
 type RollupSum = typeof usageRollup.$inferInsert
+type HourlySum = typeof usageHourly.$inferInsert
+type LatencyCount = typeof latencyHourly.$inferInsert
 
 /**
  * A hot-path statement: the SQL is drizzle's (the schema stays the one source of truth), run
@@ -177,11 +196,43 @@ function sumForRollup(rows: RequestRow[]): Iterable<RollupSum> {
   return sums.values()
 }
 
+/** A batch's rows summed per UTC hour, key and model, and counted per hour and latency bucket. */
+function sumForHours(rows: RequestRow[]): { sums: Iterable<HourlySum>; latencies: Iterable<LatencyCount> } {
+  const sums = new Map<string, Required<HourlySum>>()
+  const latencies = new Map<string, Required<LatencyCount>>()
+  for (const row of rows) {
+    const hour = row.timestamp.slice(0, 13)
+    const keyId = row.keyId ?? ''
+    const model = row.model ?? ''
+    const id = `${hour}\0${keyId}\0${model}`
+    let sum = sums.get(id)
+    if (!sum) {
+      sum = { hour, keyId, model, requests: 0, errors: 0, rateLimited: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, costMicros: null }
+      sums.set(id, sum)
+    }
+    sum.requests++
+    if (row.status >= 400) sum.errors++
+    if (row.status === 429) sum.rateLimited++
+    sum.promptTokens += row.promptTokens
+    sum.completionTokens += row.completionTokens
+    sum.totalTokens += row.totalTokens
+    if (row.costMicros !== null) sum.costMicros = (sum.costMicros ?? 0) + row.costMicros
+    const bucket = latencyBucket(row.latencyMs)
+    const lid = `${hour}\0${bucket}`
+    const count = latencies.get(lid)
+    if (count) count.requests++
+    else latencies.set(lid, { hour, bucket, requests: 1 })
+  }
+  return { sums: sums.values(), latencies: latencies.values() }
+}
+
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const
   private readonly opened: OpenedDatabase
   private readonly insertRow: (values: object) => unknown
   private readonly upsertUsage: (values: object) => unknown
+  private readonly upsertHourly: (values: object) => unknown
+  private readonly upsertLatency: (values: object) => unknown
   /** better-sqlite3's own transaction function, built once: the group commit runs it per batch. */
   private readonly appendBatch: ReturnType<OpenedDatabase['sqlite']['transaction']>
   /** Prepared once: it runs on every request. */
@@ -255,12 +306,52 @@ export class SqliteStore implements Store {
         },
       }),
     )
+    const addHourly = (column: keyof HourlySum & keyof typeof usageHourly) => sql`${usageHourly[column]} + excluded.${sql.identifier(usageHourly[column].name)}`
+    this.upsertHourly = rawStatement(
+      opened.sqlite,
+      db
+        .insert(usageHourly)
+        .values({
+          hour: sql.placeholder('hour'),
+          keyId: sql.placeholder('keyId'),
+          model: sql.placeholder('model'),
+          requests: sql.placeholder('requests'),
+          errors: sql.placeholder('errors'),
+          rateLimited: sql.placeholder('rateLimited'),
+          promptTokens: sql.placeholder('promptTokens'),
+          completionTokens: sql.placeholder('completionTokens'),
+          totalTokens: sql.placeholder('totalTokens'),
+          costMicros: sql.placeholder('costMicros'),
+        })
+        .onConflictDoUpdate({
+          target: [usageHourly.hour, usageHourly.keyId, usageHourly.model],
+          set: {
+            requests: addHourly('requests'),
+            errors: addHourly('errors'),
+            rateLimited: addHourly('rateLimited'),
+            promptTokens: addHourly('promptTokens'),
+            completionTokens: addHourly('completionTokens'),
+            totalTokens: addHourly('totalTokens'),
+            costMicros: sql`case when excluded.cost_micros is null then ${usageHourly.costMicros} else coalesce(${usageHourly.costMicros}, 0) + excluded.cost_micros end`,
+          },
+        }),
+    )
+    this.upsertLatency = rawStatement(
+      opened.sqlite,
+      db
+        .insert(latencyHourly)
+        .values({ hour: sql.placeholder('hour'), bucket: sql.placeholder('bucket'), requests: sql.placeholder('requests') })
+        .onConflictDoUpdate({ target: [latencyHourly.hour, latencyHourly.bucket], set: { requests: sql`${latencyHourly.requests} + excluded.requests` } }),
+    )
     this.dataVersion = opened.sqlite.prepare<[], number>('PRAGMA data_version').pluck()
     this.appendBatch = opened.sqlite.transaction((rows: RequestRow[]) => {
       for (const row of rows) this.insertRow(row)
       // The kept totals move with the rows, in the same transaction: one upsert per day, key
       // and model of the batch, not one per row.
       for (const sum of sumForRollup(rows)) this.upsertUsage(sum)
+      const hours = sumForHours(rows)
+      for (const sum of hours.sums) this.upsertHourly(sum)
+      for (const count of hours.latencies) this.upsertLatency(count)
     })
   }
 
@@ -452,6 +543,99 @@ export class SqliteStore implements Store {
         min(case when rn >= 0.95 * n then latency_ms end) as p95
       from r group by grp`)
     return new Map(rows.map((r) => [r.grp, r]))
+  }
+
+  async usageSeries(span: UsageSpan, by: 'all' | 'key' | 'model', bucketMinutes: number): Promise<SeriesPoint[]> {
+    if ('fromDay' in span) {
+      // Whole days: the kept totals, the same sums `gateway usage` and GET /usage report.
+      const group = by === 'all' ? sql`''` : ROLLUP_GROUP[by]
+      return this.db.all<SeriesPoint>(sql`
+        select ${usageRollup.day} as bucket, ${group} as "group", sum(requests) as requests, sum(errors) as errors,
+          sum(rate_limited) as rateLimited, sum(prompt_tokens) as promptTokens, sum(completion_tokens) as completionTokens,
+          sum(total_tokens) as totalTokens, sum(cost_micros) as costMicros
+        from ${usageRollup}
+        where ${and(gte(usageRollup.day, span.fromDay), lte(usageRollup.day, span.toDay), span.keyId !== undefined ? eq(usageRollup.keyId, span.keyId) : undefined)}
+        group by 1, 2 order by 1, 2`)
+    }
+    if (bucketMinutes >= 60) {
+      // Whole UTC hours: the hourly sums, every hour the window touches.
+      const group = by === 'all' ? sql`''` : { key: usageHourly.keyId, model: usageHourly.model }[by]
+      return this.db.all<SeriesPoint>(sql`
+        select ${usageHourly.hour} || ':00' as bucket, ${group} as "group", sum(requests) as requests, sum(errors) as errors,
+          sum(rate_limited) as rateLimited, sum(prompt_tokens) as promptTokens, sum(completion_tokens) as completionTokens,
+          sum(total_tokens) as totalTokens, sum(cost_micros) as costMicros
+        from ${usageHourly}
+        where ${and(gte(usageHourly.hour, span.since.slice(0, 13)), lte(usageHourly.hour, span.until.slice(0, 13)), span.keyId !== undefined ? eq(usageHourly.keyId, span.keyId) : undefined)}
+        group by 1, 2 order by 1, 2`)
+    }
+    const group = by === 'all' ? sql`''` : LOG_GROUP[by]
+    const bucket = logBucket(span, bucketMinutes)
+    return this.db.all<SeriesPoint>(sql`
+      select ${bucket} as bucket, ${group} as "group", count(*) as requests, sum(status >= 400) as errors,
+        sum(status = 429) as rateLimited, sum(prompt_tokens) as promptTokens, sum(completion_tokens) as completionTokens,
+        sum(total_tokens) as totalTokens, sum(cost_micros) as costMicros
+      from ${requestLog} where ${logSpanWhere(span)}
+      group by 1, 2 order by 1, 2`)
+  }
+
+  async latencyCounts(fromHour: string, toHour: string): Promise<LatencyCountRow[]> {
+    return this.db
+      .select({ bucket: latencyHourly.bucket, requests: sql<number>`sum(${latencyHourly.requests})` })
+      .from(latencyHourly)
+      .where(and(gte(latencyHourly.hour, fromHour), lte(latencyHourly.hour, toHour)))
+      .groupBy(latencyHourly.bucket)
+      .all()
+  }
+
+  async latency(span: UsageSpan): Promise<LatencyFigures> {
+    const r = this.db.get<{ n: number; p50: number | null; p95: number | null }>(sql`
+      with r as (
+        select latency_ms, row_number() over (order by latency_ms) as rn, count(*) over () as n
+        from ${requestLog} where ${logSpanWhere(span)}
+      )
+      select coalesce(max(n), 0) as n,
+        min(case when rn >= 0.5 * n then latency_ms end) as p50,
+        min(case when rn >= 0.95 * n then latency_ms end) as p95
+      from r`)
+    return { rows: r.n, p50Ms: r.p50, p95Ms: r.p95 }
+  }
+
+  async errorsBy(window: { since: string; until: string }, bucket: 'day' | number): Promise<ErrorPoint[]> {
+    // Through request_log_errors, which holds the failed rows alone and covers this read.
+    const group = bucket === 'day' ? sql`${requestLog.day}` : logBucket(window, bucket)
+    return this.db.all<ErrorPoint>(sql`
+      select ${group} as bucket, status, error_code as errorCode, count(*) as requests
+      from ${requestLog} where ${and(gte(requestLog.timestamp, window.since), lt(requestLog.timestamp, window.until), sql`${requestLog.status} >= 400`)}
+      group by 1, 2, 3 order by 1, 2, 3`)
+  }
+
+  async listRequests(filter: RequestFilter, before: LogCursor | null, limit: number): Promise<LoggedRequest[]> {
+    // An error status: the few failed rows of request_log_errors, which SQLite would not pick
+    // by itself (it walks the timestamp index and reads every row of the range instead).
+    const errorsOnly = filter.status !== undefined && filter.status >= 400
+    const { sql: text, params } = this.db
+      .select()
+      .from(requestLog)
+      .where(
+        and(
+          whereOf(filter),
+          // Literal, not a bound parameter: SQLite uses a partial index only when it can see the term implies its WHERE.
+          errorsOnly ? sql`${requestLog.status} >= 400` : undefined,
+          before !== null ? or(lt(requestLog.timestamp, before.timestamp), and(eq(requestLog.timestamp, before.timestamp), lt(requestLog.id, before.id))) : undefined,
+        ),
+      )
+      // Newest first down the timestamp index (whose entries end with the rowid), stopping at the page's end.
+      .orderBy(desc(requestLog.timestamp), desc(requestLog.id))
+      .limit(limit)
+      .toSQL()
+    const from = errorsOnly ? 'select * from "request_log" indexed by "request_log_errors"' : 'select * from "request_log"'
+    const rows = this.opened.sqlite.prepare(text.replace(/^select .*? from "request_log"/, from)).all(...params) as (RawRequestRow & { id: number })[]
+    return rows.map((r) => ({ id: r.id, row: toRequestRow(r) }))
+  }
+
+  async getRequest(id: number): Promise<RequestRow | undefined> {
+    const raw = this.opened.sqlite.prepare('select * from request_log where id = ?').get(id) as RawRequestRow | undefined
+    return raw ? toRequestRow(raw) : undefined
   }
 
   /**
