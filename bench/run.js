@@ -44,6 +44,8 @@ const HELP = `usage: node bench/run.js [options]
   --timeout S          hard limit for the whole run (default: computed from the plan)
   --redis URL          the gateway keeps its limits in this Redis (\`serve --redis\`); the key's state
                        is under its own id, so a shared Redis is not disturbed
+  --db URL             the gateway's store: a postgres:// URL (its database must exist; rows are
+                       added to it), instead of a temporary SQLite file
   --keep               keep the temporary database and CSV log
   --out FILE           results JSON (default bench/results/bench-<time>.json)
   --help`
@@ -63,6 +65,7 @@ const { values: argv } = parseArgs({
     timeout: { type: 'string' },
     keep: { type: 'boolean', default: false },
     redis: { type: 'string' },
+    db: { type: 'string' },
     out: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
@@ -268,13 +271,13 @@ async function startScript(name, script, args, lifetimeS) {
 }
 
 async function startGateway(tmp, upstreamPort, nodeFlags = []) {
-  const db = path.join(tmp, 'gateway.db')
+  const db = argv.db ?? path.join(tmp, 'gateway.db')
   // Every check on, as an operator runs it, with limits too high to refuse: the bench
   // measures what the checks cost, not what they refuse.
   const high = '1000000000000'
   const created = execFileSync(
     process.execPath,
-    [BIN, 'keys', 'create', '--name', 'bench', '--rpm', high, '--tpm', high, '--daily-tokens', high, '--concurrency', '100000', '--max-tokens', '4096', '--max-input-chars', '100000', '--json', '--db', db],
+    [BIN, 'keys', 'create', '--name', `bench-${Date.now()}`, '--rpm', high, '--tpm', high, '--daily-tokens', high, '--concurrency', '100000', '--max-tokens', '4096', '--max-input-chars', '100000', '--json', '--db', db],
     { cwd: ROOT, env: cleanEnv({}), encoding: 'utf8', timeout: 60_000 },
   )
   const key = JSON.parse(created.slice(created.indexOf('{'))).key
@@ -290,6 +293,7 @@ async function startGateway(tmp, upstreamPort, nodeFlags = []) {
     '--queue-size', '100000',
     '--csv-log', path.join(tmp, 'requests.csv'),
     ...(argv.redis ? ['--redis', argv.redis] : []),
+    '--spool-dir', path.join(tmp, 'spool'),
     '--json',
   ]
   const env = cleanEnv({ OPENAI_API_KEY: 'sk-bench', OPENAI_BASE_URL: `http://${HOST}:${upstreamPort}/v1` })

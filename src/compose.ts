@@ -12,7 +12,9 @@ import { Metrics } from './http/metrics.js'
 import { CsvLog } from './storage/csv-log.js'
 import { RedisLimiter } from './storage/redis/redis-limiter.js'
 import { ServerLock } from './storage/sqlite/server-lock.js'
-import { SqliteStore } from './storage/sqlite/sqlite-store.js'
+import type { Store } from './core/store.js'
+import { openStore } from './storage/open-store.js'
+import { SpoolingLog } from './storage/spool.js'
 import type { LoadedUpstreams } from './core/routing/config.js'
 import { Router } from './core/routing/router.js'
 import { createUpstreams } from './upstream/create.js'
@@ -45,6 +47,8 @@ export interface GatewaySettings {
   redisLeaseMs: number
   /** With Redis: how long it may answer nothing before requests get 503 limiter_unavailable. */
   redisTimeoutMs: number
+  /** PostgreSQL only: where log rows wait while the database is unreachable (one directory per gateway). */
+  spoolDir: string
   /** Serve the browser dashboard under /dashboard. */
   dashboard: boolean
   /** `--upstreams FILE`, read and validated; without it OPENAI_API_KEY / OPENAI_BASE_URL make one upstream. */
@@ -69,13 +73,14 @@ export const DEFAULT_SETTINGS: Omit<GatewaySettings, 'db'> = {
   redis: null,
   redisLeaseMs: 60_000,
   redisTimeoutMs: 100,
+  spoolDir: './data/spool',
   dashboard: true,
 }
 
 export interface BuiltGateway {
   app: ReturnType<typeof createApp>
   gateway: Gateway
-  store: SqliteStore
+  store: Store
   /** The first upstream (the only one without an upstreams file): banner and --check-upstream. */
   upstream: HttpUpstream
   upstreams: HttpUpstream[]
@@ -87,27 +92,40 @@ export interface BuiltGateway {
   close(): Promise<void>
 }
 
+/** Log batches committing at once on PostgreSQL (its pool holds 10 connections). */
+const PG_BATCHES_IN_FLIGHT = 4
+
 /** At close, how long requests still running may take to hand over their rows. */
 const ROWS_GRACE_MS = 10_000
 
 /**
- * The composition root: the one place that wires SQLite, the CSV log and the OpenAI upstream
+ * The composition root: the one place that wires the store (SQLite or PostgreSQL), the CSV log and the upstreams
  * together. `onError` hears unexpected errors, `warn` the (rate-limited) upstream failures.
  */
-export function buildGateway(settings: GatewaySettings, clock: Clock = systemClock, onError: (err: unknown) => void = () => {}, warn: (line: string) => void = () => {}): BuiltGateway {
+export async function buildGateway(settings: GatewaySettings, clock: Clock = systemClock, onError: (err: unknown) => void = () => {}, warn: (line: string) => void = () => {}): Promise<BuiltGateway> {
   const calendar = new Calendar(settings.timezone)
   const pricing = Pricing.load(settings.prices)
-  const store = SqliteStore.open(settings.db, { busyTimeoutMs: 0 })
+  const store = openStore(settings.db, { busyTimeoutMs: 0 })
   let lock: ServerLock | null
   try {
-    // With Redis the limits are shared, so several servers may write one database.
-    lock = settings.db === ':memory:' ? null : ServerLock.acquire(settings.db, settings.redis !== null)
+    // PostgreSQL is shared by design (many gateways); a SQLite file has one server, or several
+    // when their limits are shared in Redis.
+    lock = store.kind === 'postgres' || settings.db === ':memory:' ? null : ServerLock.acquire(settings.db, { shared: settings.redis !== null })
   } catch (err) {
-    store.close()
+    await store.close()
+    throw err
+  }
+  let spool: SpoolingLog | null
+  try {
+    spool = store.kind === 'postgres' ? new SpoolingLog(store, settings.spoolDir, onError) : null
+  } catch (err) {
+    await store.close()
+    lock?.release()
     throw err
   }
   const sinks: RowSink[] = settings.csvLog ? [new CsvLog(settings.csvLog)] : []
-  const requestLog = new RequestLog(store, sinks, onError)
+  // PostgreSQL takes several batches at once (a commit's round trip is the wait); SQLite has one writer.
+  const requestLog = new RequestLog(spool ?? store, sinks, onError, store.kind === 'postgres' ? PG_BATCHES_IN_FLIGHT : 1)
   const made = createUpstreams({ ...settings, warn, clock })
   const upstreams = made.routed.map((r) => r.upstream)
   const upstream = upstreams[0]
@@ -129,6 +147,14 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
     onError,
     limiter: settings.redis === null ? undefined : (queue) => new RedisLimiter({ url: settings.redis!, leaseMs: settings.redisLeaseMs, timeoutMs: settings.redisTimeoutMs, queueTimeoutMs: settings.queueTimeoutMs, store, calendar, clock, queue, warn }),
   })
+  try {
+    await gateway.start()
+  } catch (err) {
+    spool?.close()
+    await store.close()
+    lock?.release()
+    throw err
+  }
   metrics = new Metrics(() => gateway.queue, upstreams.map((u) => u.name))
   const stopWatching = gateway.watch()
   const app = createApp({
@@ -136,6 +162,7 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
     usage: new UsageReports(store),
     metrics,
     clock,
+    spoolState: () => spool?.state() ?? null,
     upstreamState: () => ({
       mode: made.isMock ? 'mock' : 'upstream',
       ...upstream.health.state(),
@@ -144,7 +171,8 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
     model: settings.model,
     options: { bodyLimit: settings.bodyLimit, trustProxy: settings.trustProxy, metricsPublic: settings.metricsPublic },
     onUnexpected: onError,
-    dashboard: settings.dashboard
+    // The dashboard's views have no PostgreSQL queries yet (its hourly sums are SQLite's): off there.
+    dashboard: settings.dashboard && store.kind === 'sqlite'
       ? { gateway, store, keys: new KeyManager(store, clock), views: new UsageViews(store, calendar), clock, calendar, logBodies: settings.logBodies, trustProxy: settings.trustProxy, onUnexpected: onError }
       : null,
   })
@@ -163,10 +191,13 @@ export function buildGateway(settings: GatewaySettings, clock: Clock = systemClo
       // then every row is committed, and only then does the store close.
       await Promise.race([gateway.idle(), new Promise((r) => setTimeout(r, ROWS_GRACE_MS).unref())])
       await requestLog.drain()
+      // What waits in the spool goes in now if the database is back; else it stays on disk for the next start.
+      await spool?.replay()
+      spool?.close()
       accessLog?.flush()
       for (const sink of sinks) sink.close()
       await gateway.limiter.close()
-      store.close()
+      await store.close()
       lock?.release()
       await Promise.all(upstreams.map((u) => u.close()))
     },

@@ -5,7 +5,8 @@ import { systemClock, type Clock } from '../core/clock.js'
 import { GatewayError } from '../core/errors.js'
 import { KeyManager } from '../core/keys.js'
 import { isBusy } from '../storage/sqlite/open.js'
-import { SqliteStore } from '../storage/sqlite/sqlite-store.js'
+import { isPostgresUrl } from '../storage/db-url.js'
+import { openStore, type OpenedStore } from '../storage/open-store.js'
 import { parseSwitch } from './switches.js'
 import { translateError } from './system-errors.js'
 import { escapeControl } from '../core/escape.js'
@@ -41,7 +42,7 @@ function escapeGiven(text: string, given: string[]): string {
 export abstract class BaseCommand<T extends typeof Command> extends Command {
   static override enableJsonFlag = true
   static override baseFlags = {
-    db: Flags.string({ description: 'SQLite database file', env: 'GATEWAY_DB', default: './data/gateway.db', helpGroup: 'GLOBAL' }),
+    db: Flags.string({ description: 'SQLite database file, or a postgres://user@host:port/db URL', env: 'GATEWAY_DB', default: './data/gateway.db', helpGroup: 'GLOBAL' }),
   }
 
   /** Whether this command may create the database when --db names no file (the others exit 3). */
@@ -50,7 +51,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected flags!: CommandFlags<T>
   protected args!: CommandArgs<T>
   protected clock: Clock = systemClock
-  private opened: SqliteStore | null = null
+  private opened: OpenedStore | null = null
   private keyManager: KeyManager | null = null
 
   public override async init(): Promise<void> {
@@ -74,12 +75,12 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   /** The store, opened (and migrated) on first use; only a command that may create one makes a new file. */
-  protected get store(): SqliteStore {
+  protected get store(): OpenedStore {
     const path = this.flags.db
-    if (!this.opened && !this.mayCreateDatabase() && path !== ':memory:' && !existsSync(path)) {
+    if (!this.opened && !this.mayCreateDatabase() && path !== ':memory:' && !isPostgresUrl(path) && !existsSync(path)) {
       throw new GatewayError(404, 'not_found_error', 'no_database', `no database at ${resolve(path)}`)
     }
-    this.opened ??= SqliteStore.open(path)
+    this.opened ??= openStore(path)
     return this.opened
   }
 
@@ -133,7 +134,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   protected override async finally(err: Error | undefined): Promise<void> {
-    this.opened?.close()
+    await this.opened?.close()
     await super.finally(err)
   }
 }

@@ -2,7 +2,7 @@ import { Flags } from '@oclif/core'
 import { Calendar } from '../core/calendar.js'
 import { badRequest } from '../core/errors.js'
 import { costUsd } from '../core/log-columns.js'
-import type { UsageGroup } from '../storage/store.js'
+import type { UsageGroup } from '../core/store.js'
 
 /** The calendar the kept totals are summed by: the server's --timezone. */
 export const timezoneFlag = Flags.string({ description: 'time zone of the calendar day (as the server\'s --timezone)', env: 'GATEWAY_TIMEZONE', default: 'UTC' })

@@ -1,3 +1,4 @@
+import { describeDb, isPostgresUrl } from '../storage/db-url.js'
 import { Flags } from '@oclif/core'
 import { resolve } from 'node:path'
 import { setFlagsFromString } from 'node:v8'
@@ -53,6 +54,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
     'csv-log': Flags.string({ description: 'CSV request log base path, one file per UTC day (default: requests.csv beside the database), or "off"', env: 'GATEWAY_CSV_LOG' }),
     'no-csv-log': Flags.boolean({ description: 'write no CSV request log', default: false }),
     'log-bodies': Flags.boolean({ description: 'store prompt and response text in the request log', env: 'GATEWAY_LOG_BODIES', default: false }),
+    'spool-dir': Flags.string({ description: 'PostgreSQL only: where log rows wait while the database is unreachable (one directory per gateway)', env: 'GATEWAY_SPOOL_DIR', default: DEFAULT_SETTINGS.spoolDir }),
     'metrics-public': Flags.boolean({ description: 'serve /metrics without an admin key', env: 'GATEWAY_METRICS_PUBLIC', default: false }),
     prices: Flags.string({ description: 'JSON file of model prices (USD per 1M tokens) laid over the bundled table', env: 'GATEWAY_PRICES' }),
     'body-limit': Flags.integer({ description: 'largest request body in bytes', env: 'GATEWAY_BODY_LIMIT', default: DEFAULT_SETTINGS.bodyLimit, min: 1024 }),
@@ -105,11 +107,12 @@ export default class Serve extends BaseCommand<typeof Serve> {
       redis,
       redisLeaseMs,
       redisTimeoutMs,
+      spoolDir: f['spool-dir'],
       dashboard: !f['no-dashboard'] && (process.env.GATEWAY_DASHBOARD === undefined || parseSwitch(process.env.GATEWAY_DASHBOARD, 'GATEWAY_DASHBOARD')),
     }
     // Straight to stderr: oclif's logToStderr is silent under --json, and these are for the operator.
     const warn = (line: string) => process.stderr.write(`${line}\n`)
-    const built = buildGateway(settings, this.clock, (err) => warn(`gateway: unexpected error: ${err instanceof Error ? err.message : String(err)}`), warn)
+    const built = await buildGateway(settings, this.clock, (err) => warn(`gateway: unexpected error: ${err instanceof Error ? err.message : String(err)}`), warn)
     try {
       await built.ready()
     } catch (err) {
@@ -162,10 +165,10 @@ export default class Serve extends BaseCommand<typeof Serve> {
         renderBanner({
           ...info,
           host: f.host,
-          db: resolve(settings.db),
+          db: isPostgresUrl(settings.db) ? describeDb(settings.db) : resolve(settings.db),
           csvLog: info.csvLog === null ? null : resolve(info.csvLog),
           mockReason: !mock ? null : f.mock ? 'flag' : 'no-key',
-          hasKeys: built.store.listKeys().length > 0,
+          hasKeys: (await built.store.listKeys()).length > 0,
           dbIsDefault: f.db === Serve.baseFlags.db.default,
         }),
       )

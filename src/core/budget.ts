@@ -1,5 +1,5 @@
 import type { Calendar } from './calendar.js'
-import type { Store } from '../storage/store.js'
+import type { Store } from './store.js'
 
 export interface Reservation {
   readonly keyId: string
@@ -24,6 +24,8 @@ export class BudgetLedger {
   private day = ''
   private spent = new Map<string, number>()
   private reserved = new Map<string, number>()
+  /** A day's spent totals being read from the store ahead of the day's first request. */
+  private next: { day: string; spent: Map<string, number> | null; loading: Promise<void> } | null = null
 
   constructor(
     private readonly store: Store,
@@ -75,15 +77,43 @@ export class BudgetLedger {
     this.spent.set(keyId, (this.spent.get(keyId) ?? 0) + usedTokens)
   }
 
+  /** The budget day of `now` (the ledger moves to it in `prepare`, after reading its totals). */
   dayOf(now: number): string {
-    return this.roll(now)
+    return this.calendar.dayOf(now)
+  }
+
+  /**
+   * Reads the day's spent totals from the store when `now` begins a day the ledger does not
+   * hold yet, then moves to it; the steps above are synchronous and cannot read the store.
+   * The gateway awaits it before each admission (at once, within a day).
+   */
+  async prepare(now: number): Promise<void> {
+    const day = this.calendar.dayOf(now)
+    if (day === this.day) return
+    if (this.next?.day !== day) {
+      const next: NonNullable<typeof this.next> = {
+        day,
+        spent: null,
+        loading: this.store.dailyUsage(day).then((rows) => {
+          next.spent = new Map(rows.map((u) => [u.keyId, u.totalTokens]))
+        }),
+      }
+      this.next = next
+      next.loading.catch(() => {
+        if (this.next === next) this.next = null // the next request tries again
+      })
+    }
+    await this.next.loading
+    this.roll(now)
   }
 
   private roll(now: number): string {
     const day = this.calendar.dayOf(now)
     if (day !== this.day) {
       this.day = day
-      this.spent = new Map(this.store.dailyUsage(day).map((u) => [u.keyId, u.totalTokens]))
+      // Loaded by `prepare`; a day reached without it (a request straddling midnight) starts from what this process spends.
+      this.spent = this.next?.day === day && this.next.spent ? this.next.spent : new Map()
+      this.next = null
       this.reserved = new Map()
     }
     return day

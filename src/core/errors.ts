@@ -51,6 +51,7 @@ export const ERROR_CODES = [
   'bad_prices',
   'bad_host',
   'bad_database',
+  'backup_not_sqlite',
   'bad_path',
   'port_in_use',
   'port_denied',

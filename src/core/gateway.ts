@@ -1,4 +1,4 @@
-import type { Store } from '../storage/store.js'
+import type { Store } from './store.js'
 import type { Calendar } from './calendar.js'
 import { serialise, type PreparedChat } from './chat-request.js'
 import type { Clock } from './clock.js'
@@ -74,6 +74,8 @@ export class Gateway {
   private limitsCache = new Map<string, Limits>()
   /** The store's change marker at the last successful load. */
   private version = -1
+  /** The reload in progress: requests that see a new marker meanwhile wait for it. */
+  private loading: Promise<void> | null = null
   private reloadFailing = false
   /** Upstream calls in flight, for the shutdown deadline to cancel. */
   private readonly calls = new Set<AbortController>()
@@ -87,30 +89,46 @@ export class Gateway {
   constructor(private readonly deps: GatewayDeps) {
     this.queue = new FairQueue(deps.options, deps.clock)
     this.limiter = deps.limiter?.(this.queue) ?? new MemoryLimiter(deps.store, deps.calendar, deps.clock, this.queue)
-    this.refresh()
+  }
+
+  /** Loads keys, limits and what the limiter needs of today; the gateway serves once it resolves. */
+  async start(): Promise<void> {
+    await this.refresh(true)
+    await this.limiter.prepare(this.deps.clock.now())
   }
 
   /**
    * Reloads keys and limits if another connection (the CLI) committed since the last
-   * successful load. The version is taken as seen only once the load has succeeded, so a
-   * failed load is tried again at the next check; throws what the load threw.
+   * successful load, and until the marker stops moving. The version is taken as seen only
+   * once a load has succeeded, so a failed load is tried again at the next check; rejects
+   * with what the load threw.
    */
-  refresh(force = false): boolean {
-    const version = this.deps.store.changeVersion()
-    if (!force && version === this.version) return false
-    const defaults = this.deps.store.getDefaults()
-    this.keys.load(this.deps.store, this.deps.clock.now()) // last: the one step that replaces state and can throw
+  async refresh(force = false): Promise<boolean> {
+    let changed = false
+    while (force || this.deps.store.changeVersion() !== this.version) {
+      force = false
+      this.loading ??= this.load().finally(() => (this.loading = null))
+      await this.loading
+      changed = true
+    }
+    return changed
+  }
+
+  private async load(): Promise<void> {
+    const store = this.deps.store
+    const version = store.changeVersion() // before the reads: a write during them shows as a newer marker
+    const [defaults, keys, secrets] = await Promise.all([store.getDefaults(), store.listKeys(), store.listLiveSecrets(this.deps.clock.now())])
+    this.keys.load(keys, secrets)
     this.defaults = defaults
     this.ipLimits = resolveIpLimits(defaults)
     this.limitsCache = new Map()
     this.version = version
     this.reloadFailing = false
-    return true
   }
 
   /** Polls the store so CLI changes apply while no requests come; returns the stop function. */
   watch(intervalMs = 250): () => void {
-    const timer = setInterval(() => this.refreshOrKeep(), intervalMs)
+    const timer = setInterval(() => void this.refreshOrKeep(), intervalMs)
     timer.unref()
     return () => clearInterval(timer)
   }
@@ -129,9 +147,9 @@ export class Gateway {
    * change marker, a few microseconds), so keys and limits as the CLI last left them apply to this
    * very request; then the optional per-IP limit on all requests.
    */
-  checkIp(ip: string): void | Promise<void> {
-    this.refreshOrKeep()
-    return this.limiter.admitAddress(ip, this.ipLimits.ipRpm)
+  async checkIp(ip: string): Promise<void> {
+    if (this.deps.store.changeVersion() !== this.version) await this.refreshOrKeep()
+    await this.limiter.admitAddress(ip, this.ipLimits.ipRpm)
   }
 
   /**
@@ -143,7 +161,7 @@ export class Gateway {
   async authenticate(presented: string | null, ip: string): Promise<ApiKey> {
     const now = this.deps.clock.now()
     let key = presented === null ? null : this.keys.authenticate(presented, now)
-    if (!key && presented !== null && this.refreshOrKeep()) key = this.keys.authenticate(presented, now)
+    if (!key && presented !== null && (await this.refreshOrKeep())) key = this.keys.authenticate(presented, now)
     if (key) return key
     await this.limiter.countAuthFailure(ip, this.ipLimits.authFailuresPerMinute)
     throw presented === null ? unauthorized('Missing API key: send "Authorization: Bearer <key>" or "X-API-Key: <key>"') : this.keys.refusal(presented, now)
@@ -266,6 +284,7 @@ export class Gateway {
     if (this.stopping) throw shuttingDown()
     record.model = prepared.model
     if (this.deps.options.logBodies) record.requestBody = JSON.stringify(prepared.body)
+    await this.limiter.prepare(this.deps.clock.now())
     const route = this.route(key, prepared)
     const admission = await this.limiter.admit(key, this.limitsOf(key), prepared, { signal, timeoutMs: queueTimeoutMs })
     record.queuedMs = admission.queuedMs
@@ -394,9 +413,9 @@ export class Gateway {
    * `refresh()` where a failure must not fail the request: the last good view stays in force,
    * the load is retried at the next check, and the failure is reported once, not per check.
    */
-  private refreshOrKeep(): boolean {
+  private async refreshOrKeep(): Promise<boolean> {
     try {
-      return this.refresh()
+      return await this.refresh()
     } catch (err) {
       if (!this.reloadFailing) {
         const message = err instanceof Error ? err.message : String(err)

@@ -2,7 +2,7 @@ import { hash, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Clock } from './clock.js'
 import { badRequest, GatewayError, unauthorized } from './errors.js'
 import { newId } from './ids.js'
-import type { Store } from '../storage/store.js'
+import type { Store } from './store.js'
 import type { ApiKey, KeySecret, LimitOverrides } from './types.js'
 
 export const KEY_PREFIX = 'gw-'
@@ -47,10 +47,11 @@ interface RingEntry {
 export class KeyRing {
   private byPrefix = new Map<string, RingEntry[]>()
 
-  load(store: Store, now: number): void {
-    const keys = new Map(store.listKeys().map((k) => [k.id, k]))
+  /** Replaces the view by these keys and their live secrets (read together from the store). */
+  load(keyList: ApiKey[], liveSecrets: KeySecret[]): void {
+    const keys = new Map(keyList.map((k) => [k.id, k]))
     const byPrefix = new Map<string, RingEntry[]>()
-    for (const s of store.listLiveSecrets(now)) {
+    for (const s of liveSecrets) {
       const key = keys.get(s.keyId)
       if (!key) continue
       const entries = byPrefix.get(s.prefix) ?? []
@@ -155,13 +156,13 @@ export class KeyManager {
     private readonly clock: Clock,
   ) {}
 
-  create(input: CreateKeyInput): CreatedKey {
+  async create(input: CreateKeyInput): Promise<CreatedKey> {
     checkName(input.name)
-    this.checkNameFree(input.name, null)
+    await this.checkNameFree(input.name, null)
     const now = this.clock.now()
     const id = newId('key')
     const { key, secret } = generateSecret(id, now)
-    this.store.createKey(
+    await this.store.createKey(
       {
         id,
         name: input.name,
@@ -173,55 +174,54 @@ export class KeyManager {
       },
       secret,
     )
-    return { key: this.get(id), secret: key, prefix: secret.prefix }
+    return { key: await this.get(id), secret: key, prefix: secret.prefix }
   }
 
   /**
    * A key by id, by name (whatever its case; the live key before revoked ones of that name),
    * by display prefix (`gw-AbC1`) or by its whole secret (found by hash, never echoed).
    */
-  get(ref: string): ApiKey {
-    const key = this.store.findKey(ref)
+  async get(ref: string): Promise<ApiKey> {
+    const key = await this.store.findKey(ref)
     if (key) return key
     if (isWellFormedKey(ref)) {
-      const [secret] = this.store.findSecrets({ hash: hashKey(ref) })
-      const owner = secret && this.store.findKey(secret.keyId)
+      const [secret] = await this.store.findSecrets({ hash: hashKey(ref) })
+      const owner = secret && (await this.store.findKey(secret.keyId))
       if (!owner) throw keyNotFound(`No key has this secret (${displayPrefix(ref)}…)`)
       return owner
     }
     if (DISPLAY_PREFIX_PATTERN.test(ref)) {
-      const ids = [...new Set(this.store.findSecrets({ prefix: ref }).map((s) => s.keyId))]
+      const ids = [...new Set((await this.store.findSecrets({ prefix: ref })).map((s) => s.keyId))]
       if (ids.length > 1) {
         throw new GatewayError(409, 'invalid_request_error', 'ambiguous_prefix', `Prefix ${ref} belongs to ${ids.length} keys (${ids.join(', ')}): name one by id`)
       }
-      const owner = ids.length === 1 ? this.store.findKey(ids[0]) : undefined
+      const owner = ids.length === 1 ? await this.store.findKey(ids[0]) : undefined
       if (owner) return owner
     }
     throw keyNotFound(`No key with id, name or prefix "${ref}"`)
   }
 
-  private checkNameFree(name: string, keyId: string | null): void {
-    const holder = this.store.findKey(name)
+  private async checkNameFree(name: string, keyId: string | null): Promise<void> {
+    const holder = await this.store.findKey(name)
     if (holder && holder.revokedAt === null && holder.id !== keyId) throw nameTaken(holder.name)
   }
 
-  list(): ApiKey[] {
+  list(): Promise<ApiKey[]> {
     return this.store.listKeys()
   }
 
   /** The key's secrets that still work, newest first, with when a retiring one stops. */
-  liveSecrets(keyId: string): LiveSecret[] {
-    return this.store
-      .listLiveSecrets(this.clock.now())
+  async liveSecrets(keyId: string): Promise<LiveSecret[]> {
+    return (await this.store.listLiveSecrets(this.clock.now()))
       .filter((s) => s.keyId === keyId)
       .sort((a, b) => b.createdAt - a.createdAt)
       .map((s) => ({ prefix: s.prefix, expiresAt: s.expiresAt }))
   }
 
   /** Every key's live display prefixes, newest first, from one read of the secrets. */
-  prefixesByKey(): Map<string, string[]> {
+  async prefixesByKey(): Promise<Map<string, string[]>> {
     const byKey = new Map<string, string[]>()
-    const live = this.store.listLiveSecrets(this.clock.now()).sort((a, b) => b.createdAt - a.createdAt)
+    const live = (await this.store.listLiveSecrets(this.clock.now())).sort((a, b) => b.createdAt - a.createdAt)
     for (const s of live) {
       const list = byKey.get(s.keyId)
       if (list) list.push(s.prefix)
@@ -230,16 +230,16 @@ export class KeyManager {
     return byKey
   }
 
-  revoke(idOrName: string): ApiKey {
-    const key = this.get(idOrName)
-    if (key.revokedAt === null) this.store.revokeKey(key.id, this.clock.now())
+  async revoke(idOrName: string): Promise<ApiKey> {
+    const key = await this.get(idOrName)
+    if (key.revokedAt === null) await this.store.revokeKey(key.id, this.clock.now())
     return this.get(key.id)
   }
 
   /** Removes a key for good; its request-log rows keep its id and name. */
-  delete(ref: string): ApiKey {
-    const key = this.get(ref)
-    this.store.deleteKey(key.id)
+  async delete(ref: string): Promise<ApiKey> {
+    const key = await this.get(ref)
+    await this.store.deleteKey(key.id)
     return key
   }
 
@@ -248,12 +248,12 @@ export class KeyManager {
    * grace given while an earlier rotation's secret still works, it refuses rather than end
    * that grace period unasked.
    */
-  rotate(ref: string, graceMs?: number): CreatedKey & { oldSecretExpiresAt: number } {
-    const key = this.get(ref)
+  async rotate(ref: string, graceMs?: number): Promise<CreatedKey & { oldSecretExpiresAt: number }> {
+    const key = await this.get(ref)
     if (key.revokedAt !== null) {
       throw badRequest(`Key "${key.name}" is revoked and cannot get a new secret; its name is free: create a new key with it (gateway keys create --name NAME)`, 'key')
     }
-    const retiring = this.liveSecrets(key.id).find((s) => s.expiresAt !== null)
+    const retiring = (await this.liveSecrets(key.id)).find((s) => s.expiresAt !== null)
     if (graceMs === undefined && retiring) {
       throw new GatewayError(
         409,
@@ -266,22 +266,22 @@ export class KeyManager {
     graceMs ??= 0
     const now = this.clock.now()
     const { key: secretText, secret } = generateSecret(key.id, now)
-    this.store.rotateSecret(key.id, secret, now + graceMs)
+    await this.store.rotateSecret(key.id, secret, now + graceMs)
     return { key, secret: secretText, prefix: secret.prefix, oldSecretExpiresAt: now + graceMs }
   }
 
   /** Fields left undefined stay as they are; an expiry of null means never. */
-  update(
+  async update(
     ref: string,
     patch: { name?: string; admin?: boolean; limits?: LimitOverrides; models?: string[] | null; expiresAt?: number | null; expiresInMs?: number | null },
-  ): ApiKey {
-    const key = this.get(ref)
+  ): Promise<ApiKey> {
+    const key = await this.get(ref)
     if (patch.name !== undefined) {
       checkName(patch.name)
-      this.checkNameFree(patch.name, key.id)
+      await this.checkNameFree(patch.name, key.id)
     }
     const { expiresInMs, ...rest } = patch
-    this.store.updateKey(key.id, { ...rest, expiresAt: expiresInMs == null ? (expiresInMs === null ? null : patch.expiresAt) : this.clock.now() + expiresInMs })
+    await this.store.updateKey(key.id, { ...rest, expiresAt: expiresInMs == null ? (expiresInMs === null ? null : patch.expiresAt) : this.clock.now() + expiresInMs })
     return this.get(key.id)
   }
 }

@@ -1,4 +1,4 @@
-import type { Store } from '../storage/store.js'
+import type { UsageStore } from './store.js'
 import type { RequestRow } from './types.js'
 
 /** Where else rows go after the database (the CSV request log). */
@@ -21,32 +21,38 @@ const MAX_RETRY_MS = 10
  * transaction, and each writer's promise settles when its row is committed. The HTTP layer
  * awaits that before a response's last byte, so what a client received is never lost.
  *
+ * At most `maxInFlight` batches are in flight (1 for SQLite: one writer anyway, and a busy
+ * batch must keep its place); rows written while they commit form the next one.
  * While another connection holds the write lock the store refuses at once (it never waits
  * on the serving thread); the batch stays pending, in order, rows written meanwhile join
  * it, and it is tried again on a short timer until the lock is free.
  */
 export class RequestLog {
   private pending: Pending[] = []
+  /** Rows pending or batches in flight: `drain()` waits. */
+  private busy = false
   /** A flush is due (next turn, or a retry timer). */
-  private scheduled = false
+  private due = false
+  private inFlight = 0
   private retryMs = 0
   private idle: Promise<void> = Promise.resolve()
   private markIdle: () => void = () => {}
 
   constructor(
-    private readonly store: Store,
+    private readonly store: Pick<UsageStore, 'appendRequests'>,
     private readonly sinks: RowSink[] = [],
     private readonly onSinkError: (err: unknown) => void = () => {},
+    private readonly maxInFlight = 1,
   ) {}
 
   write(row: RequestRow): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.pending.push({ row, resolve, reject })
-      if (!this.scheduled) {
-        this.scheduled = true
+      if (!this.busy) {
+        this.busy = true
         this.idle = new Promise<void>((r) => (this.markIdle = r))
-        setImmediate(() => this.flush())
       }
+      this.schedule()
     })
   }
 
@@ -55,28 +61,39 @@ export class RequestLog {
     return this.idle
   }
 
-  private flush(): void {
+  private schedule(delayMs?: number): void {
+    if (this.due) return
+    this.due = true
+    const run = () => {
+      this.due = false
+      while (this.pending.length > 0 && this.inFlight < this.maxInFlight) void this.flush()
+      this.settleIdle()
+    }
+    if (delayMs === undefined) setImmediate(run)
+    else setTimeout(run, delayMs)
+  }
+
+  private async flush(): Promise<void> {
     const batch = this.pending
+    this.pending = []
+    this.inFlight++
     const rows = batch.map((p) => p.row)
     let written: boolean
     try {
-      written = this.store.appendRequests(rows)
+      written = await this.store.appendRequests(rows)
     } catch (err) {
-      this.pending = []
-      this.scheduled = false
-      this.retryMs = 0
+      this.inFlight--
       for (const p of batch) p.reject(err)
-      this.markIdle()
+      this.next()
       return
     }
+    this.inFlight--
     if (!written) {
+      this.pending = batch.concat(this.pending)
       this.retryMs = Math.min(MAX_RETRY_MS, this.retryMs * 2 || 1)
-      setTimeout(() => this.flush(), this.retryMs)
+      this.schedule(this.retryMs)
       return
     }
-    this.pending = []
-    this.scheduled = false
-    this.retryMs = 0
     for (const sink of this.sinks) {
       try {
         sink.append(rows)
@@ -85,6 +102,20 @@ export class RequestLog {
       }
     }
     for (const p of batch) p.resolve()
-    this.markIdle()
+    this.next()
+  }
+
+  /** After a batch: the rows written meanwhile go next, or the log is idle. */
+  private next(): void {
+    this.retryMs = 0
+    if (this.pending.length > 0) this.schedule()
+    else this.settleIdle()
+  }
+
+  private settleIdle(): void {
+    if (this.busy && this.pending.length === 0 && this.inFlight === 0 && !this.due) {
+      this.busy = false
+      this.markIdle()
+    }
   }
 }

@@ -72,6 +72,12 @@ export interface RequestRow {
   /** ISO 8601 UTC. */
   timestamp: string
   requestId: string
+  /**
+   * Unique per logged request, made by the gateway (the request id may be the client's, and
+   * repeat): a shared store's idempotency key for retried and replayed batches. Rows read
+   * back from SQLite do not carry it.
+   */
+  entryId?: string
   keyId: string | null
   keyName: string | null
   ip: string

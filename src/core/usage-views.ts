@@ -1,4 +1,4 @@
-import type { ErrorPoint, LatencyFigures, SeriesPoint, Store, UsageSpan } from '../storage/store.js'
+import type { ErrorPoint, LatencyFigures, SeriesPoint, Store, UsageSpan } from './store.js'
 import { histogramQuantile } from './latency-histogram.js'
 import type { Calendar } from './calendar.js'
 import { badRequest } from './errors.js'

@@ -1,4 +1,4 @@
-import type { Store, UsageGroup } from '../storage/store.js'
+import type { Store, UsageGroup } from './store.js'
 import { costUsd } from './log-columns.js'
 import { resolveKeyLimits } from './limits.js'
 import type { ApiKey, DailyUsage, DefaultOverrides } from './types.js'
@@ -22,7 +22,7 @@ export interface KeyUsage extends UsageFigures {
 }
 
 /** The routes whose requests `chat_requests` counts (a request's logged route is its path). */
-const CHAT_ROUTES: ReadonlySet<string> = new Set(['/chat', '/v1/chat/completions'])
+export const CHAT_ROUTES: ReadonlySet<string> = new Set(['/chat', '/v1/chat/completions'])
 
 export function isChatRoute(route: string): boolean {
   return CHAT_ROUTES.has(route)
@@ -62,15 +62,16 @@ export class UsageReports {
   constructor(private readonly store: Store) {}
 
   /** One key's usage on a day; the budget and what remains of it. */
-  forKey(key: ApiKey, day: string): KeyUsage {
-    return keyUsage(key, this.store.dailyUsage(day).find((u) => u.keyId === key.id), this.store.getDefaults())
+  async forKey(key: ApiKey, day: string): Promise<KeyUsage> {
+    const [rows, defaults] = await Promise.all([this.store.dailyUsage(day), this.store.getDefaults()])
+    return keyUsage(key, rows.find((u) => u.keyId === key.id), defaults)
   }
 
   /** Every key's usage on a day, and the total: one read of keys, defaults and the day's rows. */
-  forDay(day: string): { total: UsageFigures; keys: KeyUsage[] } {
-    const byId = new Map(this.store.listKeys().map((k) => [k.id, k]))
-    const defaults = this.store.getDefaults()
-    const perKey = this.store.dailyUsage(day).map((u) => {
+  async forDay(day: string): Promise<{ total: UsageFigures; keys: KeyUsage[] }> {
+    const [keys, defaults, rows] = await Promise.all([this.store.listKeys(), this.store.getDefaults(), this.store.dailyUsage(day)])
+    const byId = new Map(keys.map((k) => [k.id, k]))
+    const perKey = rows.map((u) => {
       const key = byId.get(u.keyId)
       return key ? keyUsage(key, u, defaults) : { key_id: u.keyId, key_name: null, ...figures(u), daily_budget: null, remaining: null }
     })

@@ -6,6 +6,7 @@ import type { Metrics } from './metrics.js'
 import type { UsageReports } from '../core/usage.js'
 import type { UpstreamView } from '../core/routing/router.js'
 import type { UpstreamState } from '../upstream/health.js'
+import type { SpoolState } from '../core/store.js'
 
 export interface AppOptions {
   /** Largest accepted request body in bytes. */
@@ -23,6 +24,8 @@ export interface AppServices {
   options: AppOptions
   /** The (first) upstream's last success and failure, and every upstream's routing state, for /health?deep=1. */
   upstreamState: () => UpstreamState & { mode: 'mock' | 'upstream'; upstreams: (UpstreamView & UpstreamState)[] }
+  /** Log rows waiting in the local spool while the database is unreachable (PostgreSQL), else null. */
+  spoolState: () => SpoolState | null
   /** Logs unexpected errors (never a secret: messages only). */
   onUnexpected: (err: unknown) => void
 }

@@ -4,6 +4,7 @@ import { basename, dirname, extname, join } from 'node:path'
 import { CSV_FORMAT, LOG_COLUMNS, toCsvRecord } from '../core/log-columns.js'
 import type { RowSink } from '../core/request-log.js'
 import type { RequestRow } from '../core/types.js'
+import { isPostgresUrl } from './db-url.js'
 
 /** `./data/requests.csv` → `./data/requests-2026-11-26.csv`: one file per UTC day. */
 export function csvPathFor(base: string, utcDay: string): string {
@@ -12,9 +13,9 @@ export function csvPathFor(base: string, utcDay: string): string {
   return `${stem}-${utcDay}${ext}`
 }
 
-/** Where serve writes the CSV log when --csv-log is not given: beside the database. */
+/** Where serve writes the CSV log when --csv-log is not given: beside the database (under ./data for PostgreSQL). */
 export function defaultCsvBase(db: string): string {
-  return join(dirname(db), 'requests.csv')
+  return join(isPostgresUrl(db) ? 'data' : dirname(db), 'requests.csv')
 }
 
 const DAY_MS = 86_400_000

@@ -28,14 +28,14 @@ function headOne(args: string[]): Promise<{ code: number | null; firstLine: stri
 let dir: string
 let db: string
 
-beforeAll(() => {
+beforeAll(async () => {
   dir = tempDir('gw-pipe-')
   db = join(dir, 'gateway.db')
   const store = SqliteStore.open(db)
   try {
     // Enough output that it cannot all sit in the pipe's buffer when the reader leaves.
     const keys = new KeyManager(store, { now: Date.now })
-    for (let i = 0; i < 1500; i++) keys.create({ name: `key-${i}` })
+    for (let i = 0; i < 1500; i++) await keys.create({ name: `key-${i}` })
     const rows: RequestRow[] = []
     for (let n = 0; n < 20_000; n++) {
       rows.push({
@@ -67,7 +67,7 @@ beforeAll(() => {
         attempts: 0,
       })
     }
-    store.appendRequests(rows)
+    await store.appendRequests(rows)
   } finally {
     store.close()
   }

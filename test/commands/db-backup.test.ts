@@ -15,10 +15,10 @@ let secret = ''
 beforeAll(async () => {
   gw = await startGateway()
   for (let i = 0; i < 5; i++) {
-    const s = gw.createKey({ name: `user-${i}`, limits: NO_LIMITS })
+    const s = await gw.createKey({ name: `user-${i}`, limits: NO_LIMITS })
     if (i === 0) secret = s
   }
-  keyIds.push(...gw.admin.listKeys().map((k) => k.id))
+  keyIds.push(...(await gw.admin.listKeys()).map((k) => k.id))
 })
 afterAll(async () => {
   await gw.stop()

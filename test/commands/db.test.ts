@@ -10,7 +10,7 @@ import { latencyBucket } from '../../src/core/latency-histogram.js'
 
 vi.setConfig({ testTimeout: 240_000, hookTimeout: 60_000 })
 
-const MIGRATIONS = fileURLToPath(new URL('../../migrations', import.meta.url))
+const MIGRATIONS = fileURLToPath(new URL('../../migrations/sqlite', import.meta.url))
 
 /** A new database as the second release left it: migrations 0000 and 0001 only, still open. */
 async function secondReleaseDatabase(file: string): Promise<Database.Database> {

@@ -173,8 +173,8 @@ describe('keys delete', () => {
   })
 
   it('a revoked key gets 401 key_revoked, an expired one 401 key_expired, an unknown one invalid_api_key', async () => {
-    const revoked = gw.createKey({ name: 'was-revoked', limits: NO_LIMITS })
-    const expired = gw.createKey({ name: 'was-expired', limits: NO_LIMITS, expiresInMs: 1 })
+    const revoked = await gw.createKey({ name: 'was-revoked', limits: NO_LIMITS })
+    const expired = await gw.createKey({ name: 'was-expired', limits: NO_LIMITS, expiresInMs: 1 })
     expect((await runJson(['keys', 'revoke', 'was-revoked', '--db', gw.db])).code).toBe(0)
     await settle(1000)
     const answers = await Promise.all([revoked, expired, `gw-${'B'.repeat(43)}`].map(async (key) => {

@@ -141,13 +141,14 @@ let keyIds: Record<string, string>
 const cli = (args: string[]) => runCli([...args, '--db', db])
 const json = <T = any>(args: string[]) => runJson<T>([...args, '--db', db])
 
-beforeAll(() => {
+beforeAll(async () => {
   dir = tempDir('gw-logs-')
   db = join(dir, 'logs.db')
   const store = SqliteStore.open(db)
   try {
     const keys = new KeyManager(store, { now: Date.now })
-    keyIds = Object.fromEntries(TRICKY.map((name) => [name, keys.create({ name }).key.id]))
+    keyIds = {}
+    for (const name of TRICKY) keyIds[name] = (await keys.create({ name })).key.id
     const rows: RequestRow[] = []
     TRICKY.forEach((name, i) => {
       const keyId = keyIds[name]
@@ -159,7 +160,7 @@ beforeAll(() => {
     // Older rows for the time filters.
     rows.push(baseRow(600, { timestamp: new Date(Date.now() - 3 * DAY).toISOString(), keyId: keyIds.plain, keyName: 'plain' }))
     rows.push(baseRow(601, { timestamp: new Date(Date.now() - 10 * DAY).toISOString(), keyId: keyIds.plain, keyName: 'plain' }))
-    store.appendRequests(rows)
+    await store.appendRequests(rows)
   } finally {
     store.close()
   }
@@ -295,19 +296,20 @@ describe('logs export streams with constant memory', () => {
   const ROWS = 200_000
   let big: string
 
-  beforeAll(() => {
+  beforeAll(async () => {
     big = join(dir, 'big.db')
     const store = SqliteStore.open(big)
     try {
       const keys = new KeyManager(store, { now: Date.now })
-      const ids = TRICKY.map((name) => keys.create({ name }).key.id)
+      const ids: string[] = []
+      for (const name of TRICKY) ids.push((await keys.create({ name })).key.id)
       for (let start = 0; start < ROWS; start += 5_000) {
         const batch: RequestRow[] = []
         for (let n = start; n < start + 5_000; n++) {
           const k = n % TRICKY.length
           batch.push(baseRow(n, { keyId: ids[k], keyName: TRICKY[k], userAgent: n % 5 === 0 ? '@agent' : 'Mozilla/5.0 (X11; Linux x86_64) "quoted", agent' }))
         }
-        store.appendRequests(batch)
+        await store.appendRequests(batch)
       }
     } finally {
       store.close()
@@ -369,7 +371,7 @@ describe('logs export pages through the log', () => {
     try {
       // Far more output than the pipe and the stream buffers hold, so the export waits on its reader.
       for (let start = 0; start < 20_000; start += 5_000) {
-        store.appendRequests(Array.from({ length: 5_000 }, (_, i) => baseRow(start + i, { userAgent: `agent ${'x'.repeat(300)}` })))
+        await store.appendRequests(Array.from({ length: 5_000 }, (_, i) => baseRow(start + i, { userAgent: `agent ${'x'.repeat(300)}` })))
       }
     } finally {
       store.close()
@@ -413,8 +415,8 @@ describe('logs prune', () => {
     const store = SqliteStore.open(pdb)
     const now = Date.now()
     try {
-      const keyId = new KeyManager(store, { now: Date.now }).create({ name: 'old-timer' }).key.id
-      store.appendRequests(
+      const keyId = (await new KeyManager(store, { now: Date.now }).create({ name: 'old-timer' })).key.id
+      await store.appendRequests(
         [120, 100, 91, 89, 30, 0].map((days, i) => {
           const t = now - days * DAY - 60_000
           return baseRow(i, { timestamp: new Date(t).toISOString(), day: utcDay(t), keyId, keyName: 'old-timer', totalTokens: 100, promptTokens: 60, completionTokens: 40 })

@@ -37,14 +37,14 @@ function row(over: Partial<RequestRow>): RequestRow {
 
 const sum = (rs: RequestRow[], f: (r: RequestRow) => number) => rs.reduce((a, r) => a + f(r), 0)
 
-beforeAll(() => {
+beforeAll(async () => {
   dir = tempDir('gw-usage-')
   db = join(dir, 'usage.db')
   const store = SqliteStore.open(db)
   try {
     const keys = new KeyManager(store, { now: Date.now })
-    const a = keys.create({ name: 'alice', limits: { dailyTokens: 1_000 } })
-    const b = keys.create({ name: 'bob, "the builder"', limits: { dailyTokens: null } })
+    const a = await keys.create({ name: 'alice', limits: { dailyTokens: 1_000 } })
+    const b = await keys.create({ name: 'bob, "the builder"', limits: { dailyTokens: null } })
     ids = { alice: a.key.id, bob: b.key.id }
     prefixes = { alice: a.prefix, bob: b.prefix }
     const k = (name: 'alice' | 'bob') => ({ keyId: ids[name], keyName: name === 'alice' ? 'alice' : 'bob, "the builder"' })
@@ -64,7 +64,7 @@ beforeAll(() => {
       const t = now - ago * DAY
       row({ ...k('alice'), timestamp: new Date(t).toISOString(), day: utcDay(t), promptTokens: 10 * ago, completionTokens: ago, totalTokens: 11 * ago, costMicros: ago })
     }
-    store.appendRequests(rows)
+    await store.appendRequests(rows)
   } finally {
     store.close()
   }

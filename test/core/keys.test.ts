@@ -6,47 +6,47 @@ import { resolveKeyLimits } from '../../src/core/limits.js'
 import { SqliteStore } from '../../src/storage/sqlite/sqlite-store.js'
 
 describe('keys', () => {
-  it('stores only a hash and a 7-character prefix; the secret has 256 random bits', () => {
+  it('stores only a hash and a 7-character prefix; the secret has 256 random bits', async () => {
     const store = SqliteStore.open(':memory:')
-    const created = new KeyManager(store, manualClock()).create({ name: 'alice' })
+    const created = await new KeyManager(store, manualClock()).create({ name: 'alice' })
     expect(created.secret).toMatch(/^gw-[A-Za-z0-9_-]{43}$/)
-    const [secret] = store.listLiveSecrets(Date.now())
+    const [secret] = await store.listLiveSecrets(Date.now())
     expect(secret.hash).toBe(hashKey(created.secret))
     expect(secret.prefix).toBe(displayPrefix(created.secret))
     expect(secret.prefix).toHaveLength(7)
-    expect(JSON.stringify(store.listKeys())).not.toContain(created.secret.slice(3, 11))
+    expect(JSON.stringify(await store.listKeys())).not.toContain(created.secret.slice(3, 11))
   })
 
-  it('authenticates, and stops authenticating revoked, expired and rotated-away secrets', () => {
+  it('authenticates, and stops authenticating revoked, expired and rotated-away secrets', async () => {
     const store = SqliteStore.open(':memory:')
     const clock = manualClock()
     const manager = new KeyManager(store, clock)
     const ring = new KeyRing()
-    const a = manager.create({ name: 'a' })
-    const b = manager.create({ name: 'b', expiresInMs: 1_000 })
-    ring.load(store, clock.now())
+    const a = await manager.create({ name: 'a' })
+    const b = await manager.create({ name: 'b', expiresInMs: 1_000 })
+    ring.load(await store.listKeys(), await store.listLiveSecrets(clock.now()))
     expect(ring.authenticate(a.secret, clock.now())?.name).toBe('a')
     expect(ring.authenticate(b.secret, clock.now())?.name).toBe('b')
     expect(ring.authenticate(a.secret.slice(0, -1) + 'x', clock.now())).toBeNull()
     clock.advance(1_000)
     expect(ring.authenticate(b.secret, clock.now())).toBeNull()
-    const rotated = manager.rotate('a', 500)
-    ring.load(store, clock.now())
+    const rotated = await manager.rotate('a', 500)
+    ring.load(await store.listKeys(), await store.listLiveSecrets(clock.now()))
     expect(ring.authenticate(a.secret, clock.now())?.name).toBe('a')
     expect(ring.authenticate(rotated.secret, clock.now())?.name).toBe('a')
     clock.advance(500)
     expect(ring.authenticate(a.secret, clock.now())).toBeNull()
-    manager.revoke('a')
-    ring.load(store, clock.now())
+    await manager.revoke('a')
+    ring.load(await store.listKeys(), await store.listLiveSecrets(clock.now()))
     expect(ring.authenticate(rotated.secret, clock.now())).toBeNull()
   })
 
-  it('refuses duplicate and reserved names', () => {
+  it('refuses duplicate and reserved names', async () => {
     const manager = new KeyManager(SqliteStore.open(':memory:'), manualClock())
-    manager.create({ name: 'dup' })
-    expect(() => manager.create({ name: 'dup' })).toThrow(GatewayError)
-    expect(() => manager.create({ name: 'key_x' })).toThrow(/reserved/)
-    expect(() => manager.create({ name: '  ' })).toThrow(/1 to 200/)
+    await manager.create({ name: 'dup' })
+    await expect(manager.create({ name: 'dup' })).rejects.toThrow(GatewayError)
+    await expect(manager.create({ name: 'key_x' })).rejects.toThrow(/reserved/)
+    await expect(manager.create({ name: '  ' })).rejects.toThrow(/1 to 200/)
   })
 })
 
@@ -59,35 +59,35 @@ describe('limits', () => {
 })
 
 describe('key names', () => {
-  it('two writers racing past the name check: the store answers the second with 409 key_exists, not a raw SQLite error', () => {
+  it('two writers racing past the name check: the store answers the second with 409 key_exists, not a raw SQLite error', async () => {
     const store = SqliteStore.open(':memory:')
     const key = (id: string, name: string) => ({ id, name, admin: false, createdAt: 1, expiresAt: null, limits: {}, models: null })
     const secret = (id: string, keyId: string) => ({ id, keyId, prefix: 'gw-AAAA', hash: id, createdAt: 1, expiresAt: null })
-    store.createKey(key('key_1', 'Erin'), secret('s1', 'key_1'))
-    const second = (() => {
+    await store.createKey(key('key_1', 'Erin'), secret('s1', 'key_1'))
+    const second = (async () => {
       try {
-        store.createKey(key('key_2', 'ERIN'), secret('s2', 'key_2'))
+        await store.createKey(key('key_2', 'ERIN'), secret('s2', 'key_2'))
       } catch (err) {
         return err
       }
     })()
-    expect(second).toBeInstanceOf(GatewayError)
-    expect(second).toMatchObject({ status: 409, code: 'key_exists' })
-    store.revokeKey('key_1', 2)
-    store.createKey(key('key_3', 'erin'), secret('s3', 'key_3')) // a revoked key's name is free
-    expect(store.findKey('ERIN')?.id).toBe('key_3')
+    expect(await second).toBeInstanceOf(GatewayError)
+    expect(await second).toMatchObject({ status: 409, code: 'key_exists' })
+    await store.revokeKey('key_1', 2)
+    await store.createKey(key('key_3', 'erin'), secret('s3', 'key_3')) // a revoked key's name is free
+    expect((await store.findKey('ERIN'))?.id).toBe('key_3')
   })
 
-  it('the ring tells a revoked or expired key from an unknown one, and still never lets either in', () => {
+  it('the ring tells a revoked or expired key from an unknown one, and still never lets either in', async () => {
     const store = SqliteStore.open(':memory:')
     const clock = manualClock()
     const manager = new KeyManager(store, clock)
     const ring = new KeyRing()
-    const revoked = manager.create({ name: 'r' })
-    const expired = manager.create({ name: 'e', expiresInMs: 1_000 })
-    manager.revoke('r')
+    const revoked = await manager.create({ name: 'r' })
+    const expired = await manager.create({ name: 'e', expiresInMs: 1_000 })
+    await manager.revoke('r')
     clock.advance(1_000)
-    ring.load(store, clock.now())
+    ring.load(await store.listKeys(), await store.listLiveSecrets(clock.now()))
     expect(ring.authenticate(revoked.secret, clock.now())).toBeNull()
     expect(ring.authenticate(expired.secret, clock.now())).toBeNull()
     expect(ring.refusal(revoked.secret, clock.now())).toMatchObject({ status: 401, code: 'key_revoked' })

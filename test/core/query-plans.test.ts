@@ -1,3 +1,4 @@
+import { collect } from '../support/log-rows.js'
 /**
  * Reads use indexes: every query the usage reports, `logs export` and `logs prune` run is
  * traced from the store's own connection and checked with EXPLAIN QUERY PLAN. None may scan
@@ -21,29 +22,29 @@ let keyId: string
 const traced: string[] = []
 const DAY = '2026-11-20'
 
-beforeAll(() => {
+beforeAll(async () => {
   dir = tempDir('gw-plans-')
   const file = join(dir, 'gateway.db')
   SqliteStore.open(file).close() // created and migrated the usual way
   sqlite = new Database(file, { verbose: (text) => traced.push(String(text)) })
   store = new SqliteStore({ sqlite, db: drizzle({ client: sqlite, schema }) })
-  keyId = new KeyManager(store, { now: Date.now }).create({ name: 'planned' }).key.id
-  store.appendRequests(
+  keyId = (await new KeyManager(store, { now: Date.now }).create({ name: 'planned' })).key.id
+  await store.appendRequests(
     Array.from({ length: 50 }, (_, i) =>
       requestRow({ timestamp: `${DAY}T10:00:${String(i).padStart(2, '0')}.000Z`, day: DAY, keyId: i % 2 ? keyId : null, status: i % 5 ? 200 : 429, latencyMs: i }),
     ),
   )
 })
 
-afterAll(() => {
-  store.close()
+afterAll(async () => {
+  await store.close()
   rmSync(dir, { recursive: true, force: true })
 })
 
 /** Runs `read`, then the plan of each statement it ran on the log or the rollup. */
-function plansOf(read: () => unknown): { sql: string; plan: string[] }[] {
+async function plansOf(read: () => Promise<unknown>): Promise<{ sql: string; plan: string[] }[]> {
   traced.length = 0
-  read()
+  await read()
   return traced
     .filter((text) => /\b(request_log|usage_rollup|daily_usage|usage_hourly|latency_hourly)\b/.test(text))
     .map((text) => ({ sql: text, plan: (sqlite.prepare(`explain query plan ${text}`).all() as { detail: string }[]).map((r) => r.detail) }))
@@ -59,8 +60,8 @@ describe('query plans', () => {
     ['usage --by key', () => store.usageBy('key', range)],
     ['usage --by day --key', () => store.usageBy('day', { ...range, keyId })],
     ['usage --by model', () => store.usageBy('model', range)],
-    ['logs export', () => [...store.iterateRequests({})]],
-    ['logs export --since --until --key --status', () => [...store.iterateRequests({ since: `${DAY}T10:00:10.000Z`, until: `${DAY}T10:00:40.000Z`, keyId, status: 429 })]],
+    ['logs export', () => collect(store.iterateRequests({}))],
+    ['logs export --since --until --key --status', () => collect(store.iterateRequests({ since: `${DAY}T10:00:10.000Z`, until: `${DAY}T10:00:40.000Z`, keyId, status: 429 }))],
     ['logs export --output (the progress count)', () => store.countRequests({ since: `${DAY}T10:00:10.000Z`, status: 429 })],
     ['logs prune --dry-run', () => store.logSpan(`${DAY}T10:00:30.000Z`)],
     ['dashboard: days by key (the kept totals)', () => store.usageSeries(range, 'key', 1440)],
@@ -74,8 +75,8 @@ describe('query plans', () => {
     ['dashboard: a later log page of one key', () => store.listRequests({ ...window, keyId }, { timestamp: `${DAY}T10:00:30.000Z`, id: 31 }, 51)],
     ['dashboard: a log page of 429s of one model', () => store.listRequests({ ...window, status: 429, model: 'gpt-4o-mini' }, null, 51)],
     ['dashboard: a log row', () => store.getRequest(7)],
-  ])('%s: no full scan', (_name, read) => {
-    const plans = plansOf(read)
+  ])('%s: no full scan', async (_name, read) => {
+    const plans = await plansOf(read)
     expect(plans.length).toBeGreaterThan(0)
     for (const { sql, plan } of plans) {
       expect({ sql, plan: plan.filter((step) => /^SCAN (request_log|usage_rollup|usage_hourly|latency_hourly)\b/.test(step)) }).toEqual({ sql, plan: [] })
@@ -86,11 +87,11 @@ describe('query plans', () => {
     }
   })
 
-  it('the paged export still returns every matching row, in id order', () => {
-    const all = [...store.iterateRequests({})]
+  it('the paged export still returns every matching row, in id order', async () => {
+    const all = (await collect(store.iterateRequests({})))
     expect(all.map((r) => r.timestamp)).toEqual(Array.from({ length: 50 }, (_, i) => `${DAY}T10:00:${String(i).padStart(2, '0')}.000Z`))
-    const filtered = [...store.iterateRequests({ since: `${DAY}T10:00:10.000Z`, until: `${DAY}T10:00:40.000Z`, keyId, status: 429 })]
+    const filtered = (await collect(store.iterateRequests({ since: `${DAY}T10:00:10.000Z`, until: `${DAY}T10:00:40.000Z`, keyId, status: 429 })))
     expect(filtered.map((r) => r.latencyMs)).toEqual([15, 25, 35])
-    expect(store.countRequests({ since: `${DAY}T10:00:10.000Z`, until: `${DAY}T10:00:40.000Z`, keyId, status: 429 })).toBe(3)
+    expect(await store.countRequests({ since: `${DAY}T10:00:10.000Z`, until: `${DAY}T10:00:40.000Z`, keyId, status: 429 })).toBe(3)
   })
 })

@@ -30,21 +30,21 @@ describe('opening the database', () => {
 })
 
 describe('read-modify-write paths', () => {
-  it('merge limits in the store, so two writers on two connections keep both changes', () => {
+  it('merge limits in the store, so two writers on two connections keep both changes', async () => {
     const file = join(mkdtempSync(join(tmpdir(), 'gw-rmw-')), 'g.db')
     const a = SqliteStore.open(file)
     const b = SqliteStore.open(file)
     const clock = manualClock()
-    new KeyManager(a, clock).create({ name: 'k', limits: { rpm: 5 } })
+    await new KeyManager(a, clock).create({ name: 'k', limits: { rpm: 5 } })
     // Each writer holds a stale view of the key; the merge happens inside the transaction.
     const staleA = new KeyManager(a, clock)
     const staleB = new KeyManager(b, clock)
-    staleA.update('k', { limits: { tpm: 100 } })
-    staleB.update('k', { limits: { concurrency: 2 } })
-    expect(a.findKey('k')!.limits).toEqual({ rpm: 5, tpm: 100, concurrency: 2 })
-    a.mergeDefaults({ rpm: 60 })
-    b.mergeDefaults({ dailyTokens: null })
-    expect(a.getDefaults()).toEqual({ rpm: 60, dailyTokens: null })
+    await staleA.update('k', { limits: { tpm: 100 } })
+    await staleB.update('k', { limits: { concurrency: 2 } })
+    expect((await a.findKey('k'))!.limits).toEqual({ rpm: 5, tpm: 100, concurrency: 2 })
+    await a.mergeDefaults({ rpm: 60 })
+    await b.mergeDefaults({ dailyTokens: null })
+    expect(await a.getDefaults()).toEqual({ rpm: 60, dailyTokens: null })
     a.close()
     b.close()
   })

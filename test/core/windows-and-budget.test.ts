@@ -61,7 +61,7 @@ describe('BudgetLedger', () => {
     expect(ledger.reserve('k', 10 ** 9, null, day)).not.toBeNull()
   })
 
-  it('starts each day from what the store recorded, and lets yesterday\'s reservations settle into yesterday', () => {
+  it('starts each day from what the store recorded, and lets yesterday\'s reservations settle into yesterday', async () => {
     const s = store()
     const ledger = new BudgetLedger(s, new Calendar('UTC'))
     const late = ledger.reserve('k', 300, 1000, Date.parse('2026-05-05T23:59:59Z'))!
@@ -70,8 +70,10 @@ describe('BudgetLedger', () => {
     ledger.settle(late, 200, next)
     expect(ledger.state('k', next)).toMatchObject({ spent: 0, reserved: 0 })
     // Yesterday's spend is the store's: the log row written for that request carries its day.
-    s.appendRequests([requestRow({ keyId: 'k', day: '2026-05-05', totalTokens: 200 })])
-    expect(new BudgetLedger(s, new Calendar('UTC')).state('k', Date.parse('2026-05-05T23:59:59Z'))).toMatchObject({ day: '2026-05-05', spent: 200, reserved: 0 })
+    await s.appendRequests([requestRow({ keyId: 'k', day: '2026-05-05', totalTokens: 200 })])
+    const restarted = new BudgetLedger(s, new Calendar('UTC'))
+    await restarted.prepare(Date.parse('2026-05-05T23:59:59Z'))
+    expect(restarted.state('k', Date.parse('2026-05-05T23:59:59Z'))).toMatchObject({ day: '2026-05-05', spent: 200, reserved: 0 })
   })
 })
 

@@ -34,9 +34,9 @@ describe('dashboard in a real browser', () => {
 
   beforeAll(async () => {
     gw = await startGateway()
-    admin = gw.createKey({ name: 'ops', admin: true, limits: NO_LIMITS })
-    alice = gw.createKey({ name: 'alice', limits: { ...NO_LIMITS, dailyTokens: 400 } })
-    bob = gw.createKey({ name: 'bob', limits: NO_LIMITS })
+    admin = await gw.createKey({ name: 'ops', admin: true, limits: NO_LIMITS })
+    alice = await gw.createKey({ name: 'alice', limits: { ...NO_LIMITS, dailyTokens: 400 } })
+    bob = await gw.createKey({ name: 'bob', limits: NO_LIMITS })
     for (let i = 0; i < 3; i++) await gw.client(alice).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: `hello ${i}` }] })
     await gw.client(bob).chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })
     // One refused request: max_tokens over the key's limit is a 400.
@@ -150,13 +150,13 @@ describe('dashboard in a real browser', () => {
       body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
     })
     expect(res.status).toBe(200)
-    expect(gw.admin.findKey('from-browser')?.limits.dailyTokens).toBe(5000)
+    expect((await gw.admin.findKey('from-browser'))?.limits.dailyTokens).toBe(5000)
     // Shown once: the keys page, loaded again, has only the prefix.
     await page.goto(`${gw.url}/dashboard/keys`)
     expect(await page.content()).not.toContain(secret)
     expect(await page.locator('#keys-table').innerText()).toContain(`${secret.slice(0, 7)}…`)
     // Revoked in the page: refused at once.
-    const id = gw.admin.findKey('from-browser')!.id
+    const id = (await gw.admin.findKey('from-browser'))!.id
     await page.click(`#keys-table tr[data-key="${id}"] button.danger`)
     expect(await page.locator('.msg.ok').innerText()).toContain('Revoked')
     const after = await gw.post('/v1/chat/completions', secret, { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })

@@ -26,8 +26,8 @@ describe('dashboard over HTTP: session, CSRF, headers', () => {
   let user: string
   beforeAll(async () => {
     gw = await startGateway({ trustProxy: true })
-    admin = gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
-    user = gw.createKey({ name: '=HYPERLINK("x")', limits: NO_LIMITS })
+    admin = await gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
+    user = await gw.createKey({ name: '=HYPERLINK("x")', limits: NO_LIMITS })
   })
   afterAll(() => gw.stop())
 
@@ -76,10 +76,10 @@ describe('dashboard over HTTP: session, CSRF, headers', () => {
     expect((await post({ name: 'no-token' })).status).toBe(403)
     expect((await post({ name: 'bad-token', csrf: `${csrf}x` })).status).toBe(403)
     expect((await post({ name: 'evil', csrf }, 'http://evil.example')).status).toBe(403)
-    expect(gw.admin.listKeys().map((k) => k.name)).not.toContain('no-token')
+    expect((await gw.admin.listKeys()).map((k) => k.name)).not.toContain('no-token')
     const ok = await post({ name: 'with-token', csrf })
     expect(ok.status).toBe(200)
-    expect(gw.admin.listKeys().map((k) => k.name)).toContain('with-token')
+    expect((await gw.admin.listKeys()).map((k) => k.name)).toContain('with-token')
   })
 
   it('refuses a non-admin key, and counts failed logins toward the per-IP limit', async () => {
@@ -99,8 +99,8 @@ describe('dashboard over HTTP: session, CSRF, headers', () => {
 
   it('rotates a key and sets its limits by the CLI\'s rules', async () => {
     const { cookie, csrf } = await login(gw, admin)
-    const old = gw.createKey({ name: 'rotated', limits: NO_LIMITS })
-    const id = gw.admin.findKey('rotated')!.id
+    const old = await gw.createKey({ name: 'rotated', limits: NO_LIMITS })
+    const id = (await gw.admin.findKey('rotated'))!.id
     const post = (path: string, body: Record<string, string>) =>
       fetch(`${gw.url}/dashboard/keys/${id}/${path}`, { method: 'POST', headers: { cookie, origin: gw.url, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ csrf, ...body }) })
     const rotated = await post('rotate', { grace: '0' })
@@ -111,10 +111,10 @@ describe('dashboard over HTTP: session, CSRF, headers', () => {
     expect((await gw.post('/chat', secret!, { message: 'hi' })).status).toBe(200)
     // Limits: a number, "off", "default" (drops the key's own); empty fields stay.
     expect((await post('limits', { dailyTokens: '1234', rpm: 'off' })).status).toBe(200)
-    expect(gw.admin.findKey(id)!.limits).toMatchObject({ dailyTokens: 1234, rpm: null })
+    expect((await gw.admin.findKey(id))!.limits).toMatchObject({ dailyTokens: 1234, rpm: null })
     expect((await post('limits', { dailyTokens: 'default' })).status).toBe(200)
-    expect(gw.admin.findKey(id)!.limits).not.toHaveProperty('dailyTokens')
-    expect(gw.admin.findKey(id)!.limits.rpm).toBeNull()
+    expect((await gw.admin.findKey(id))!.limits).not.toHaveProperty('dailyTokens')
+    expect((await gw.admin.findKey(id))!.limits.rpm).toBeNull()
     const bad = await post('limits', { rpm: 'lots' })
     expect(bad.status).toBe(400)
     expect(await bad.text()).toContain('requests per minute must be a positive whole number or &quot;off&quot;')
@@ -144,7 +144,7 @@ describe('dashboard over HTTP: session, CSRF, headers', () => {
     expect((await gw.post('/chat', admin, { message: 'hi' })).status).toBe(200)
     await gw.built.requestLog.drain()
     const { cookie } = await login(gw, admin)
-    const keyId = gw.admin.listKeys().find((k) => k.name.startsWith('='))!.id
+    const keyId = (await gw.admin.listKeys()).find((k) => k.name.startsWith('='))!.id
     const res = await fetch(`${gw.url}/dashboard/log.csv?range=today&key=${keyId}`, { headers: { cookie } })
     expect(res.status).toBe(200)
     expect(res.headers.get('content-type')).toContain('text/csv')
@@ -194,7 +194,7 @@ describe('the log detail', () => {
     for (const logBodies of [false, true]) {
       const gw = await startGateway({ logBodies })
       try {
-        const admin = gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
+        const admin = await gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
         expect((await gw.post('/chat', admin, { message: 'the secret recipe' })).status).toBe(200)
         await gw.built.requestLog.drain()
         const { cookie } = await login(gw, admin)
@@ -215,7 +215,7 @@ describe('dashboard sessions expire', () => {
     let t = Date.now()
     const gw = await startGateway({ clock: { now: () => t } })
     try {
-      const admin = gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
+      const admin = await gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
       const page = (cookie: string) => fetch(`${gw.url}/dashboard/budgets`, { redirect: 'manual', headers: { cookie } })
       const idle = await login(gw, admin)
       t += 29 * 60_000
@@ -243,8 +243,8 @@ describe('dashboard figures and paging', () => {
   let admin: string
   beforeAll(async () => {
     gw = await startGateway()
-    admin = gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
-    const user = gw.createKey({ name: 'paged', limits: NO_LIMITS })
+    admin = await gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
+    const user = await gw.createKey({ name: 'paged', limits: NO_LIMITS })
     for (let i = 0; i < 56; i++) expect((await gw.post('/chat', user, { message: `m${i}` })).status).toBe(200)
     await gw.built.requestLog.drain()
   })

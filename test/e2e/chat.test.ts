@@ -13,7 +13,7 @@ let key: string
 beforeAll(async () => {
   upstream = await startMockUpstream()
   gw = await startGateway({ upstreamUrl: upstream.url, firstByteTimeoutMs: 500 })
-  key = gw.createKey({ name: 'alice', limits: NO_LIMITS })
+  key = await gw.createKey({ name: 'alice', limits: NO_LIMITS })
 })
 
 afterAll(async () => {
@@ -44,7 +44,7 @@ describe('POST /chat (the seed contract)', () => {
   })
 
   it('keeps the seed\'s guard messages as their first sentence, from the default limits', async () => {
-    const seed = gw.createKey({ name: 'seed-defaults', limits: { rpm: null } })
+    const seed = await gw.createKey({ name: 'seed-defaults', limits: { rpm: null } })
     const chat = (body: unknown) => gw.post('/chat', seed, body)
     const tooMany = await chat({ message: 'hi', max_tokens: 1001 })
     expect(tooMany.status).toBe(400)
@@ -118,24 +118,24 @@ describe('API keys', () => {
   })
 
   it('refuses a key revoked by another connection (the CLI) within a second, without restart', async () => {
-    const k = gw.createKey({ name: 'to-revoke', limits: NO_LIMITS })
+    const k = await gw.createKey({ name: 'to-revoke', limits: NO_LIMITS })
     expect((await chat({ message: 'hi' }, k)).status).toBe(200)
-    new KeyManager(gw.admin, { now: Date.now }).revoke('to-revoke')
+    await new KeyManager(gw.admin, { now: Date.now }).revoke('to-revoke')
     await settle()
     expect((await chat({ message: 'hi' }, k)).status).toBe(401)
   })
 
   it('refuses an expired key', async () => {
-    const k = gw.createKey({ name: 'short-lived', expiresInMs: 1000, limits: NO_LIMITS })
+    const k = await gw.createKey({ name: 'short-lived', expiresInMs: 1000, limits: NO_LIMITS })
     expect((await chat({ message: 'hi' }, k)).status).toBe(200)
     await settle(1100)
     expect((await chat({ message: 'hi' }, k)).status).toBe(401)
   })
 
   it('rotation: the new secret works at once; the old one only during the grace period', async () => {
-    const old = gw.createKey({ name: 'rotating', limits: NO_LIMITS })
+    const old = await gw.createKey({ name: 'rotating', limits: NO_LIMITS })
     const manager = new KeyManager(gw.admin, { now: Date.now })
-    const rotated = manager.rotate('rotating', 600)
+    const rotated = await manager.rotate('rotating', 600)
     await settle(300)
     expect((await chat({ message: 'new' }, rotated.secret)).status).toBe(200)
     expect((await chat({ message: 'old' }, old)).status).toBe(200)
@@ -168,7 +168,7 @@ describe('upstream failures', () => {
     await dead.close()
     const other = await startGateway({ upstreamUrl: url })
     try {
-      const k = other.createKey({ name: 'x', limits: NO_LIMITS })
+      const k = await other.createKey({ name: 'x', limits: NO_LIMITS })
       const res = await other.post('/chat', k, { message: 'hi' })
       expect(res.status).toBe(502)
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe('upstream_unreachable')

@@ -1,3 +1,4 @@
+import { collect } from '../support/log-rows.js'
 import OpenAI, { APIError } from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { mockCompletion } from '../../src/upstream/mock-provider.js'
@@ -14,7 +15,7 @@ const messages = [{ role: 'user' as const, content: 'tell me about gateways' }]
 beforeAll(async () => {
   upstream = await startMockUpstream()
   gw = await startGateway({ upstreamUrl: upstream.url, firstByteTimeoutMs: 800, totalTimeoutMs: 3_000 })
-  key = gw.createKey({ name: 'sdk', limits: NO_LIMITS })
+  key = await gw.createKey({ name: 'sdk', limits: NO_LIMITS })
   client = gw.client(key)
 })
 
@@ -25,7 +26,7 @@ afterAll(async () => {
 
 const lastRow = async () => {
   await gw.built.requestLog.drain()
-  return [...gw.admin.iterateRequests({})].at(-1)!
+  return (await collect(gw.admin.iterateRequests({}))).at(-1)!
 }
 
 describe('POST /v1/chat/completions, non-streamed', () => {
@@ -192,13 +193,13 @@ describe('GET /v1/models', () => {
   it('lists what the upstream offers, or the key\'s allow-list', async () => {
     const all = await client.models.list()
     expect(all.data.map((m) => m.id)).toContain('gpt-4o')
-    const limited = gw.createKey({ name: 'mini-only', models: ['gpt-4o-mini'], limits: NO_LIMITS })
+    const limited = await gw.createKey({ name: 'mini-only', models: ['gpt-4o-mini'], limits: NO_LIMITS })
     const listed = await gw.client(limited).models.list()
     expect(listed.data.map((m) => m.id)).toEqual(['gpt-4o-mini'])
   })
 
   it('refuses a model outside the key\'s allow-list with 403, before any upstream call', async () => {
-    const limited = gw.createKey({ name: 'mini-only-2', models: ['gpt-4o-mini'], limits: NO_LIMITS })
+    const limited = await gw.createKey({ name: 'mini-only-2', models: ['gpt-4o-mini'], limits: NO_LIMITS })
     const calls = upstream.requests.length
     const err = await gw.client(limited).chat.completions.create({ model: 'gpt-4o', messages }).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(OpenAI.PermissionDeniedError)

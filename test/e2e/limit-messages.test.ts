@@ -23,7 +23,7 @@ const errorOf = async (res: Response) => ((await res.json()) as { error: { messa
 
 describe('the daily budget', () => {
   it('a 429 keeps the seed\'s first sentence, then says what is left, what the request may use, to lower max_tokens and when it resets', async () => {
-    const key = gw.createKey({ name: 'budget', limits: { rpm: null, dailyTokens: 300 } })
+    const key = await gw.createKey({ name: 'budget', limits: { rpm: null, dailyTokens: 300 } })
     expect((await completion(key, { max_tokens: 20 })).status).toBe(200)
     const res = await completion(key, { max_tokens: 900 })
     expect(res.status).toBe(429)
@@ -44,7 +44,7 @@ describe('the daily budget', () => {
     expect(before.code).toBe(0)
     await settle()
     try {
-      const key = gw.createKey({ name: 'clamped', limits: { rpm: null } })
+      const key = await gw.createKey({ name: 'clamped', limits: { rpm: null } })
       const res = await completion(key, { max_tokens: 1000 })
       expect(res.status).toBe(200)
       const sent = upstream.requests.at(-1)!.body!.max_tokens as number
@@ -58,19 +58,19 @@ describe('the daily budget', () => {
   })
 
   it('a max_tokens the client left out is fitted to the budget even in refuse mode, and the client is told the value', async () => {
-    const key = gw.createKey({ name: 'omitted', limits: { rpm: null, dailyTokens: 300 } })
+    const key = await gw.createKey({ name: 'omitted', limits: { rpm: null, dailyTokens: 300 } })
     const res = await completion(key, {})
     expect(res.status).toBe(200)
     const sent = upstream.requests.at(-1)!.body!.max_tokens as number
     expect(sent).toBeLessThan(300)
     expect(res.headers.get('x-gateway-max-tokens-applied')).toBe(String(sent))
-    const roomy = gw.createKey({ name: 'roomy', limits: { rpm: null } })
+    const roomy = await gw.createKey({ name: 'roomy', limits: { rpm: null } })
     expect((await completion(roomy, {})).headers.get('x-gateway-max-tokens-applied')).toBe('1000')
     expect((await completion(roomy, { max_tokens: 7 })).headers.get('x-gateway-max-tokens-applied')).toBeNull()
   })
 
   it('x-budget-remaining-tokens only goes down for requests one after another, and is the limit less what earlier requests used', async () => {
-    const key = gw.createKey({ name: 'steady', limits: { rpm: null, dailyTokens: 5_000 } })
+    const key = await gw.createKey({ name: 'steady', limits: { rpm: null, dailyTokens: 5_000 } })
     const seen: number[] = []
     let used = 0
     const cases: [Record<string, unknown>, string][] = [
@@ -96,7 +96,7 @@ describe('the daily budget', () => {
 
 describe('gateway limits say they are the gateway\'s', () => {
   it('input too long and max_tokens over the cap keep their first sentence and name the limit, the key and the flag', async () => {
-    const key = gw.createKey({ name: 'capped', limits: { rpm: null, maxInputChars: 10, maxTokens: 50 } })
+    const key = await gw.createKey({ name: 'capped', limits: { rpm: null, maxInputChars: 10, maxTokens: 50 } })
     const long = await completion(key, { max_tokens: 5 }, 'more than ten characters')
     expect(long.status).toBe(400)
     expect((await errorOf(long)).message).toBe(
@@ -114,7 +114,7 @@ describe('gateway limits say they are the gateway\'s', () => {
   })
 
   it('the per-minute 429 names the key\'s rpm limit and its flag', async () => {
-    const key = gw.createKey({ name: 'two per minute', limits: { rpm: 2 } })
+    const key = await gw.createKey({ name: 'two per minute', limits: { rpm: 2 } })
     for (let i = 0; i < 2; i++) expect((await completion(key, { max_tokens: 5 })).status).toBe(200)
     const res = await completion(key, { max_tokens: 5 })
     expect(res.status).toBe(429)

@@ -1,3 +1,4 @@
+import { collect } from '../support/log-rows.js'
 import { afterEach, describe, expect, it } from 'vitest'
 import { manualClock } from '../../src/core/clock.js'
 import { KeyManager } from '../../src/core/keys.js'
@@ -38,7 +39,7 @@ const statuses = (responses: Response[]) => {
 describe('requests per minute', () => {
   it('200 concurrent requests on a 10/minute key: exactly 10 pass', async () => {
     const { gw, upstream } = await setup()
-    const key = gw.createKey({ name: 'rpm10', limits: { rpm: 10, dailyTokens: null } })
+    const key = await gw.createKey({ name: 'rpm10', limits: { rpm: 10, dailyTokens: null } })
     const responses = await Promise.all(Array.from({ length: 200 }, () => gw.post('/v1/chat/completions', key, body())))
     expect(statuses(responses)).toEqual({ 200: 10, 429: 190 })
     expect(upstream.requests.length).toBe(10)
@@ -52,7 +53,7 @@ describe('requests per minute', () => {
   it('slides: no more than N in any 60 s window, across what a fixed window would reset', async () => {
     const clock = manualClock(Date.parse('2026-03-01T10:00:30Z'))
     const { gw } = await setup({ clock })
-    const key = gw.createKey({ name: 'slide', limits: { rpm: 3, dailyTokens: null } })
+    const key = await gw.createKey({ name: 'slide', limits: { rpm: 3, dailyTokens: null } })
     const send = () => gw.post('/v1/chat/completions', key, body()).then((r) => r.status)
     expect([await send(), await send(), await send()]).toEqual([200, 200, 200])
     clock.advance(30_000) // 10:01:00 — a fixed window would have reset here
@@ -67,7 +68,7 @@ describe('requests per minute', () => {
 
   it('sends OpenAI\'s rate-limit headers and the IETF draft pair on success', async () => {
     const { gw } = await setup()
-    const key = gw.createKey({ name: 'headers', limits: { rpm: 5, tpm: 100_000, dailyTokens: 50_000 } })
+    const key = await gw.createKey({ name: 'headers', limits: { rpm: 5, tpm: 100_000, dailyTokens: 50_000 } })
     const res = await gw.post('/v1/chat/completions', key, body())
     expect(res.headers.get('x-ratelimit-limit-requests')).toBe('5')
     expect(res.headers.get('x-ratelimit-remaining-requests')).toBe('4')
@@ -82,7 +83,7 @@ describe('requests per minute', () => {
   it('the openai SDK honours the 429\'s retry headers and succeeds on its retry', async () => {
     const clock = manualClock(Date.parse('2026-03-01T10:00:00Z'))
     const { gw, upstream } = await setup({ clock })
-    const key = gw.createKey({ name: 'sdk-retry', limits: { rpm: 1, dailyTokens: null } })
+    const key = await gw.createKey({ name: 'sdk-retry', limits: { rpm: 1, dailyTokens: null } })
     const client = gw.client(key, { maxRetries: 2 })
     await client.chat.completions.create(body() as never)
     clock.advance(59_700) // the next slot opens in 300 ms of gateway time
@@ -91,15 +92,15 @@ describe('requests per minute', () => {
     expect(completion.choices[0].message.content).toBe('Echo: hi')
     expect(upstream.requests.length).toBe(2)
     await gw.built.requestLog.drain()
-    expect([...gw.admin.iterateRequests({})].map((r) => r.status)).toEqual([200, 429, 200])
+    expect((await collect(gw.admin.iterateRequests({}))).map((r) => r.status)).toEqual([200, 429, 200])
   })
 })
 
 describe('daily token budget', () => {
   it('100 concurrent max_tokens-1000 requests on 10,000 tokens left: reservations and usage never exceed the budget', async () => {
     const { gw, upstream } = await setup()
-    const key = gw.createKey({ name: 'budget', limits: { rpm: null, dailyTokens: 10_000 } })
-    const keyId = gw.admin.findKey('budget')!.id
+    const key = await gw.createKey({ name: 'budget', limits: { rpm: null, dailyTokens: 10_000 } })
+    const keyId = (await gw.admin.findKey('budget'))!.id
     const limiter = gw.built.gateway.limiter
     let peak = 0
     const watch = setInterval(() => {
@@ -116,7 +117,7 @@ describe('daily token budget', () => {
     expect(((await refused.json()) as { error: { message: string } }).error.message).toMatch(/^Daily token limit exceeded\. Used: \d+\/10000/)
     expect(refused.headers.get('x-should-retry')).toBe('false')
     await gw.built.requestLog.drain()
-    const usage = gw.admin.dailyUsage(limiter.dayOf(Date.now()))[0]
+    const usage = (await gw.admin.dailyUsage(limiter.dayOf(Date.now())))[0]
     expect(usage.totalTokens).toBeLessThanOrEqual(10_000)
     expect(usage.totalTokens).toBe(upstream.reportedTokens)
     expect((await limiter.budget(keyId)).reserved).toBe(0)
@@ -127,13 +128,13 @@ describe('daily token budget', () => {
     const upstream = await startMockUpstream()
     cleanups.push(() => upstream.close())
     const first = await startGateway({ upstreamUrl: upstream.url, dir })
-    const key = first.createKey({ name: 'persist', limits: { rpm: null, dailyTokens: 60 } })
+    const key = await first.createKey({ name: 'persist', limits: { rpm: null, dailyTokens: 60 } })
     expect((await first.post('/v1/chat/completions', key, body(20))).status).toBe(200)
     const spent = upstream.reportedTokens
     await first.stop()
     const second = await startGateway({ upstreamUrl: upstream.url, dir })
     cleanups.push(() => second.stop())
-    const keyId = second.admin.findKey('persist')!.id
+    const keyId = (await second.admin.findKey('persist'))!.id
     expect((await second.built.gateway.limiter.budget(keyId)).spent).toBe(spent)
     // 60 - spent is less than the next reservation: refused, because the spend survived
     expect((await second.post('/v1/chat/completions', key, body(40))).status).toBe(429)
@@ -143,7 +144,7 @@ describe('daily token budget', () => {
     // 23:59 in New York is 04:59 UTC the next day.
     const clock = manualClock(Date.parse('2026-03-10T03:59:00Z'))
     const { gw } = await setup({ clock, timezone: 'America/New_York' })
-    const key = gw.createKey({ name: 'tz', limits: { rpm: null, dailyTokens: 200 } })
+    const key = await gw.createKey({ name: 'tz', limits: { rpm: null, dailyTokens: 200 } })
     expect((await gw.post('/v1/chat/completions', key, body(100))).status).toBe(200)
     const refused = await gw.post('/v1/chat/completions', key, body(190))
     expect(refused.status).toBe(429)
@@ -151,12 +152,12 @@ describe('daily token budget', () => {
     clock.advance(61_000)
     expect((await gw.post('/v1/chat/completions', key, body(150))).status).toBe(200)
     await gw.built.requestLog.drain()
-    expect([...gw.admin.iterateRequests({})].map((r) => r.day)).toEqual(['2026-03-09', '2026-03-09', '2026-03-10'])
+    expect((await collect(gw.admin.iterateRequests({}))).map((r) => r.day)).toEqual(['2026-03-09', '2026-03-09', '2026-03-10'])
   })
 
   it('clamp mode lowers max_tokens to what the budget still covers', async () => {
     const { gw, upstream } = await setup()
-    const key = gw.createKey({ name: 'clamp', limits: { rpm: null, dailyTokens: 400, onBudgetShort: 'clamp' } })
+    const key = await gw.createKey({ name: 'clamp', limits: { rpm: null, dailyTokens: 400, onBudgetShort: 'clamp' } })
     const res = await gw.post('/v1/chat/completions', key, body(1000))
     expect(res.status).toBe(200)
     const sent = upstream.requests.at(-1)!.body!.max_tokens as number
@@ -169,13 +170,13 @@ describe('tokens per minute', () => {
   it('reserves before and settles after, so the window frees what was not used', async () => {
     const clock = manualClock()
     const { gw } = await setup({ clock })
-    const key = gw.createKey({ name: 'tpm', limits: { rpm: null, dailyTokens: null, tpm: 1_500 } })
+    const key = await gw.createKey({ name: 'tpm', limits: { rpm: null, dailyTokens: null, tpm: 1_500 } })
     expect((await gw.post('/v1/chat/completions', key, body(1000))).status).toBe(200)
     // The first request's 1000-token reservation was settled to its real (small) usage.
     expect((await gw.post('/v1/chat/completions', key, body(1000))).status).toBe(200)
     const third = await gw.post('/v1/chat/completions', key, body(1000))
     expect(third.status).toBe(200)
-    const never = await gw.post('/v1/chat/completions', gw.createKey({ name: 'tpm-small', limits: { rpm: null, tpm: 100 } }), body(1000))
+    const never = await gw.post('/v1/chat/completions', await gw.createKey({ name: 'tpm-small', limits: { rpm: null, tpm: 100 } }), body(1000))
     expect(never.status).toBe(429)
     expect(((await never.json()) as { error: { code: string } }).error.code).toBe('request_too_large')
   })
@@ -184,9 +185,9 @@ describe('tokens per minute', () => {
 describe('fair queue', () => {
   it('serves a key with one request within the first slots while another key has 100 queued', async () => {
     const { gw, upstream } = await setup({ maxInflight: 1 })
-    const holder = gw.createKey({ name: 'holder', limits: NO_LIMITS })
-    const busy = gw.createKey({ name: 'busy', limits: NO_LIMITS })
-    const quiet = gw.createKey({ name: 'quiet', limits: NO_LIMITS })
+    const holder = await gw.createKey({ name: 'holder', limits: NO_LIMITS })
+    const busy = await gw.createKey({ name: 'busy', limits: NO_LIMITS })
+    const quiet = await gw.createKey({ name: 'quiet', limits: NO_LIMITS })
     const queue = gw.built.gateway.queue
     upstream.script({ kind: 'normal', delayMs: 4_000 })
     const held = gw.post('/v1/chat/completions', holder, { ...body(), user: 'holder' })
@@ -209,18 +210,18 @@ describe('fair queue', () => {
 
   it('per-key concurrency: the third request waits and reports its queue time', async () => {
     const { gw, upstream } = await setup()
-    const key = gw.createKey({ name: 'conc', limits: { ...NO_LIMITS, concurrency: 2 } })
+    const key = await gw.createKey({ name: 'conc', limits: { ...NO_LIMITS, concurrency: 2 } })
     upstream.script({ kind: 'normal', delayMs: 200 }, { kind: 'normal', delayMs: 200 }, { kind: 'normal' })
     await Promise.all([0, 1, 2].map(() => gw.post('/v1/chat/completions', key, body())))
     await gw.built.requestLog.drain()
-    const queued = [...gw.admin.iterateRequests({})].map((r) => r.queuedMs ?? 0).sort((a, b) => a - b)
+    const queued = (await collect(gw.admin.iterateRequests({}))).map((r) => r.queuedMs ?? 0).sort((a, b) => a - b)
     expect(queued[0]).toBe(0)
     expect(queued[2]).toBeGreaterThan(100)
   })
 
   it('queue full and queue timeout give 503 with Retry-After; X-Queue-Timeout shortens the wait', async () => {
     const { gw, upstream } = await setup({ maxInflight: 1, queueSize: 1, queueTimeoutMs: 5_000 })
-    const key = gw.createKey({ name: 'q', limits: NO_LIMITS })
+    const key = await gw.createKey({ name: 'q', limits: NO_LIMITS })
     const queue = gw.built.gateway.queue
     upstream.script({ kind: 'normal', delayMs: 1_000 })
     const holding = gw.post('/v1/chat/completions', key, body())
@@ -239,8 +240,8 @@ describe('fair queue', () => {
 
   it('a client that disconnects while queued leaves the queue and frees its reservation', async () => {
     const { gw, upstream } = await setup({ maxInflight: 1 })
-    const key = gw.createKey({ name: 'leaver', limits: { rpm: null, dailyTokens: 100_000 } })
-    const keyId = gw.admin.findKey('leaver')!.id
+    const key = await gw.createKey({ name: 'leaver', limits: { rpm: null, dailyTokens: 100_000 } })
+    const keyId = (await gw.admin.findKey('leaver'))!.id
     upstream.script({ kind: 'normal', delayMs: 400 })
     const holding = gw.post('/v1/chat/completions', key, body())
     await until(() => gw.built.gateway.queue.active === 1, 'the first request in flight')
@@ -259,23 +260,23 @@ describe('fair queue', () => {
     expect((await gw.built.gateway.limiter.budget(keyId)).reserved).toBe(0)
     expect(upstream.requests.length).toBe(1)
     await gw.built.requestLog.drain()
-    expect([...gw.admin.iterateRequests({})].map((r) => r.status).sort()).toEqual([200, 499])
+    expect((await collect(gw.admin.iterateRequests({}))).map((r) => r.status).sort()).toEqual([200, 499])
   })
 })
 
 describe('limits changed while the server runs', () => {
   it('applies a CLI limit change within a second', async () => {
     const { gw } = await setup()
-    const key = gw.createKey({ name: 'live', limits: { rpm: null, dailyTokens: null } })
+    const key = await gw.createKey({ name: 'live', limits: { rpm: null, dailyTokens: null } })
     expect((await gw.post('/v1/chat/completions', key, body(500))).status).toBe(200)
-    new KeyManager(gw.admin, { now: Date.now }).update('live', { limits: { maxTokens: 100 } })
+    await new KeyManager(gw.admin, { now: Date.now }).update('live', { limits: { maxTokens: 100 } })
     await settle()
     const res = await gw.post('/v1/chat/completions', key, body(500))
     expect(res.status).toBe(400)
     expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/^max_tokens exceeds limit of 100\. /)
-    gw.admin.mergeDefaults({ rpm: 1 })
+    await gw.admin.mergeDefaults({ rpm: 1 })
     await settle()
-    const fresh = gw.createKey({ name: 'fresh' })
+    const fresh = await gw.createKey({ name: 'fresh' })
     expect((await gw.post('/v1/chat/completions', fresh, body())).status).toBe(200)
     expect((await gw.post('/v1/chat/completions', fresh, body())).status).toBe(429)
   })
@@ -284,7 +285,7 @@ describe('limits changed while the server runs', () => {
 describe('per-IP authentication failures', () => {
   it('after 10 failures an IP gets 429 for bad keys, while a valid key from it still works', async () => {
     const { gw } = await setup()
-    const key = gw.createKey({ name: 'good', limits: NO_LIMITS })
+    const key = await gw.createKey({ name: 'good', limits: NO_LIMITS })
     const bad = await Promise.all(Array.from({ length: 12 }, () => gw.post('/v1/chat/completions', 'gw-' + 'x'.repeat(43), body())))
     expect(statuses(bad)).toEqual({ 401: 10, 429: 2 })
     expect((await gw.post('/v1/chat/completions', key, body())).status).toBe(200)
@@ -294,14 +295,14 @@ describe('per-IP authentication failures', () => {
 describe('client IP', () => {
   it('is the socket address, unless --trust-proxy reads the address the proxy appended', async () => {
     const plain = await setup()
-    const k1 = plain.gw.createKey({ name: 'ip1', limits: NO_LIMITS })
+    const k1 = await plain.gw.createKey({ name: 'ip1', limits: NO_LIMITS })
     await plain.gw.post('/chat', k1, { message: 'a' }, { 'x-forwarded-for': '203.0.113.7' })
     const proxied = await setup({ trustProxy: true })
-    const k2 = proxied.gw.createKey({ name: 'ip2', limits: NO_LIMITS })
+    const k2 = await proxied.gw.createKey({ name: 'ip2', limits: NO_LIMITS })
     await proxied.gw.post('/chat', k2, { message: 'b' }, { 'x-forwarded-for': '198.51.100.1, 203.0.113.7' })
     for (const g of [plain.gw, proxied.gw]) await g.built.requestLog.drain()
-    expect([...plain.gw.admin.iterateRequests({})].map((r) => r.ip)).toEqual(['127.0.0.1'])
-    expect([...proxied.gw.admin.iterateRequests({})].map((r) => r.ip)).toEqual(['203.0.113.7'])
+    expect((await collect(plain.gw.admin.iterateRequests({}))).map((r) => r.ip)).toEqual(['127.0.0.1'])
+    expect((await collect(proxied.gw.admin.iterateRequests({}))).map((r) => r.ip)).toEqual(['203.0.113.7'])
     // Authentication failures count per client IP behind the proxy, not per proxy.
     const bad = 'gw-' + 'y'.repeat(43)
     for (let i = 0; i < 10; i++) await proxied.gw.post('/chat', bad, { message: 'x' }, { 'x-forwarded-for': '203.0.113.8' })
@@ -332,8 +333,8 @@ describe('IPv6 clients count per /64, IPv4-mapped addresses as IPv4', () => {
 
   it('the per-IP request limit counts one /64 as one client', async () => {
     const { gw } = await setup({ trustProxy: true })
-    const key = gw.createKey({ name: 'six', limits: NO_LIMITS })
-    gw.admin.mergeDefaults({ ipRpm: 2 })
+    const key = await gw.createKey({ name: 'six', limits: NO_LIMITS })
+    await gw.admin.mergeDefaults({ ipRpm: 2 })
     const from = (ip: string) => gw.post('/chat', key, { message: 'x' }, { 'x-forwarded-for': ip })
     const answers = [await from('2001:db8:5:5::1'), await from('2001:db8:5:5:ffff::2'), await from('2001:db8:5:5::3')]
     expect(answers.map((r) => r.status)).toEqual([200, 200, 429])
@@ -345,10 +346,10 @@ describe('IPv6 clients count per /64, IPv4-mapped addresses as IPv4', () => {
 describe('per-IP limit on all requests', () => {
   it('is off by default and, when set, refuses an IP past it whatever its keys', async () => {
     const { gw } = await setup()
-    const a = gw.createKey({ name: 'ip-a', limits: NO_LIMITS })
-    const b = gw.createKey({ name: 'ip-b', limits: NO_LIMITS })
-    gw.admin.mergeDefaults({ ipRpm: 3 })
-    gw.built.gateway.refresh()
+    const a = await gw.createKey({ name: 'ip-a', limits: NO_LIMITS })
+    const b = await gw.createKey({ name: 'ip-b', limits: NO_LIMITS })
+    await gw.admin.mergeDefaults({ ipRpm: 3 })
+    await gw.built.gateway.refresh()
     const results = [await gw.post('/chat', a, { message: '1' }), await gw.post('/chat', b, { message: '2' }), await gw.post('/chat', a, { message: '3' }), await gw.post('/chat', b, { message: '4' })]
     expect(results.map((r) => r.status)).toEqual([200, 200, 200, 429])
     expect(((await results[3].json()) as { error: { code: string } }).error.code).toBe('ip_rate_limit_exceeded')
@@ -358,7 +359,7 @@ describe('per-IP limit on all requests', () => {
 describe('/chat shares the limits', () => {
   it('counts /chat against the same rpm', async () => {
     const { gw } = await setup()
-    const key = gw.createKey({ name: 'seed', limits: { rpm: 2 } })
+    const key = await gw.createKey({ name: 'seed', limits: { rpm: 2 } })
     expect((await gw.post('/chat', key, { message: 'a' })).status).toBe(200)
     expect((await gw.post('/v1/chat/completions', key, body())).status).toBe(200)
     expect((await gw.post('/chat', key, { message: 'c' })).status).toBe(429)

@@ -1,3 +1,4 @@
+import { collect } from '../support/log-rows.js'
 /**
  * Issue 11, item 3: a request admitted before midnight and finished after it is charged to
  * one day: the day of its reservation, in memory, in daily usage and in its row. Day 2's
@@ -47,7 +48,7 @@ describe('a request that crosses midnight', () => {
   it('is charged to the day it was admitted in, everywhere; day 2 as enforced matches the database, also after a restart', async () => {
     const clock = manualClock(Date.parse(`${DAY1}T23:59:58Z`))
     let gw = await startGateway({ upstreamUrl: upstream.url, clock, dir })
-    const key = gw.createKey({ name: 'night', limits: { ...NO_LIMITS, dailyTokens: BUDGET, maxTokens: null } })
+    const key = await gw.createKey({ name: 'night', limits: { ...NO_LIMITS, dailyTokens: BUDGET, maxTokens: null } })
 
     // Admitted on day 1; the upstream answers (and the stream ends) on day 2.
     upstream.script({ kind: 'normal', delayMs: 300 })
@@ -64,13 +65,13 @@ describe('a request that crosses midnight', () => {
     expect((await gw.post('/v1/chat/completions', key, { model: 'gpt-4o-mini', messages, max_tokens: 50 })).status).toBe(200)
     await gw.built.requestLog.drain()
 
-    const rows = [...gw.admin.iterateRequests({})].filter((r) => r.status === 200)
+    const rows = (await collect(gw.admin.iterateRequests({}))).filter((r) => r.status === 200)
     expect(rows.map((r) => r.day)).toEqual([DAY1, DAY1, DAY2])
     const tokens = rows.map((r) => r.totalTokens)
     expect(tokens.every((t) => t > 0)).toBe(true)
-    const daily = (day: string) => gw.admin.dailyUsage(day).find((u) => u.keyId === rows[0].keyId)?.totalTokens ?? 0
-    expect(daily(DAY1)).toBe(tokens[0] + tokens[1])
-    expect(daily(DAY2)).toBe(tokens[2])
+    const daily = async (day: string) => (await gw.admin.dailyUsage(day)).find((u) => u.keyId === rows[0].keyId)?.totalTokens ?? 0
+    expect(await daily(DAY1)).toBe(tokens[0] + tokens[1])
+    expect(await daily(DAY2)).toBe(tokens[2])
 
     const before = await remaining(gw, key)
     expect(before).toEqual({ enforced: BUDGET - tokens[2], stored: BUDGET - tokens[2] })

@@ -25,7 +25,7 @@ describe('routes and methods', () => {
   let key: string
   beforeAll(async () => {
     gw = await startGateway()
-    key = gw.createKey({ name: 'alice', limits: NO_LIMITS })
+    key = await gw.createKey({ name: 'alice', limits: NO_LIMITS })
   })
   afterAll(() => gw.stop())
 
@@ -55,7 +55,7 @@ describe('routes and methods', () => {
   })
 
   it('/health?deep=1 needs an admin key and reports the store and the upstream; /health stays open and small', async () => {
-    const admin = gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
+    const admin = await gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
     expect((await fetch(`${gw.url}/health?deep=1`)).status).toBe(401)
     expect((await fetch(`${gw.url}/health?deep=1`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(403)
     const deep = await fetch(`${gw.url}/health?deep=1`, { headers: { authorization: `Bearer ${admin}` } })
@@ -71,8 +71,8 @@ describe('upstream failures are visible', () => {
     const lines: string[] = []
     const gw = await startGateway({ upstreamUrl: `http://127.0.0.1:${await closedPort()}/v1`, clock, warn: (l) => lines.push(l) })
     try {
-      const key = gw.createKey({ name: 'alice', limits: NO_LIMITS })
-      const admin = gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
+      const key = await gw.createKey({ name: 'alice', limits: NO_LIMITS })
+      const admin = await gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
       for (let i = 0; i < 20; i++) expect((await chat(gw, key)).status).toBe(502)
       expect(lines).toHaveLength(1)
       expect(lines[0]).toMatch(/^gateway: warning: upstream http:\/\/127\.0\.0\.1:\d+\/v1: connection refused/)
@@ -93,8 +93,8 @@ describe('upstream failures are visible', () => {
     const lines: string[] = []
     const gw = await startGateway({ upstreamUrl: mock.url, warn: (l) => lines.push(l) })
     try {
-      const key = gw.createKey({ name: 'alice', limits: NO_LIMITS })
-      const admin = gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
+      const key = await gw.createKey({ name: 'alice', limits: NO_LIMITS })
+      const admin = await gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
       mock.script({ kind: 'status', status: 401, body: JSON.stringify({ error: { message: `Incorrect API key provided: ${UPSTREAM_KEY}` } }) }, { kind: 'status', status: 500 }, { kind: 'status', status: 500 })
       expect((await chat(gw, key)).status).toBe(502)
       expect((await chat(gw, key)).status).toBe(502)
@@ -119,7 +119,7 @@ describe('upstream failures are visible', () => {
     const lines: string[] = []
     const dns = await startGateway({ upstreamUrl: 'http://gateway-test.invalid/v1', warn: (l) => lines.push(l) })
     try {
-      expect((await chat(dns, dns.createKey({ name: 'alice', limits: NO_LIMITS }))).status).toBe(502)
+      expect((await chat(dns, await dns.createKey({ name: 'alice', limits: NO_LIMITS }))).status).toBe(502)
     } finally {
       await dns.stop()
     }
@@ -127,7 +127,7 @@ describe('upstream failures are visible', () => {
     const slow = await startGateway({ upstreamUrl: mock.url, firstByteTimeoutMs: 300, warn: (l) => lines.push(l) })
     try {
       mock.script({ kind: 'hang' })
-      expect((await chat(slow, slow.createKey({ name: 'alice', limits: NO_LIMITS }))).status).toBe(504)
+      expect((await chat(slow, await slow.createKey({ name: 'alice', limits: NO_LIMITS }))).status).toBe(504)
     } finally {
       await slow.stop()
       await mock.close()

@@ -60,9 +60,9 @@ async function reports(admin: string) {
 
 describe('logs prune keeps billing history', () => {
   it('usage today, usage --by key|model|day and GET /usage agree before and after prune --older-than 0s; --dry-run deletes nothing; old CSV files go, today\'s stays', async () => {
-    const alice = g.createKey({ name: 'alice', limits: NO_LIMITS })
-    const bob = g.createKey({ name: 'bob', limits: NO_LIMITS })
-    const root = g.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
+    const alice = await g.createKey({ name: 'alice', limits: NO_LIMITS })
+    const bob = await g.createKey({ name: 'bob', limits: NO_LIMITS })
+    const root = await g.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
     // Spend: chat on both routes and two models, a non-chat request, an upstream failure.
     expect((await call('/v1/chat/completions', alice, { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'one two three' }] })).status).toBe(200)
     expect((await call('/v1/chat/completions', alice, { model: 'gpt-4o', messages: [{ role: 'user', content: 'four five' }] })).status).toBe(200)
@@ -92,20 +92,20 @@ describe('logs prune keeps billing history', () => {
     writeFileSync(other, 'x\n')
     expect(existsSync(todays)).toBe(true)
 
-    const rowsBefore = g.admin.countRequests({})
+    const rowsBefore = await g.admin.countRequests({})
     const dry = await runJson<any>(['logs', 'prune', '--older-than', '0s', '--dry-run', '--db', g.db])
     expect(dry.code).toBe(0)
     expect(dry.json).toMatchObject({ dry_run: true, deleted: 0, csv_files: old })
     expect(dry.json.would_delete).toBeGreaterThanOrEqual(rowsBefore)
     expect(dry.json.first).toMatch(/^\d{4}-\d{2}-\d{2}T/)
-    expect(g.admin.countRequests({})).toBeGreaterThanOrEqual(rowsBefore)
+    expect(await g.admin.countRequests({})).toBeGreaterThanOrEqual(rowsBefore)
     for (const f of old) expect(existsSync(f)).toBe(true)
 
     const pruned = await runJson<any>(['logs', 'prune', '--older-than', '0s', '--db', g.db])
     expect(pruned.code).toBe(0)
     expect(pruned.json).toMatchObject({ dry_run: false, csv_files: old })
     expect(pruned.json.deleted).toBeGreaterThanOrEqual(rowsBefore)
-    expect(g.admin.countRequests({ until: pruned.json.before })).toBe(0)
+    expect(await g.admin.countRequests({ until: pruned.json.before })).toBe(0)
     for (const f of old) expect(existsSync(f)).toBe(false)
     expect(existsSync(todays)).toBe(true)
     expect(existsSync(other)).toBe(true)

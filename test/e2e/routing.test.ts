@@ -58,7 +58,7 @@ cooldown: {failures: 1000}   # each test scripts its own failures: none may cool
     const prices = join(dir, 'prices.json')
     writeFileSync(prices, JSON.stringify({ shared: { input: 1, output: 1 }, 'a/shared': { input: 2, output: 2 } }))
     gw = await startGateway({ dir, upstreams, prices, metricsPublic: true, firstByteTimeoutMs: 2_000 })
-    key = gw.createKey({ name: 'router', limits: { ...NO_LIMITS, concurrency: null } })
+    key = await gw.createKey({ name: 'router', limits: { ...NO_LIMITS, concurrency: null } })
   })
   afterAll(async () => {
     await gw.stop()
@@ -104,7 +104,7 @@ cooldown: {failures: 1000}   # each test scripts its own failures: none may cool
     for (const m of ['shared', 'only-a', 'only-b', 'fast']) expect(r.json.error.message).toContain(m)
     const row = (await rowsOf(gw)).filter((x) => x.model === 'gpt-nope').at(-1)
     expect(row).toMatchObject({ status: 404, errorCode: 'model_not_found', upstream: null, attempts: 0, totalTokens: 0 })
-    const limited = gw.createKey({ name: 'limited', models: ['only-a', 'gpt-nope'], limits: NO_LIMITS })
+    const limited = await gw.createKey({ name: 'limited', models: ['only-a', 'gpt-nope'], limits: NO_LIMITS })
     const l = await post(gw, limited, { model: 'gpt-nope' })
     expect(l.status).toBe(404)
     expect(l.json.error.message).toMatch(/this key may use: only-a$/)
@@ -113,7 +113,7 @@ cooldown: {failures: 1000}   # each test scripts its own failures: none may cool
   it('/v1/models lists the models and aliases, filtered per key', async () => {
     const all = (await (await fetch(`${gw.url}/v1/models`, { headers: { authorization: `Bearer ${key}` } })).json()) as { data: { id: string }[] }
     expect(all.data.map((m) => m.id).sort()).toEqual(['fast', 'only-a', 'only-b', 'shared'])
-    const limited = gw.createKey({ name: 'limited-2', models: ['fast', 'unknown-model'], limits: NO_LIMITS })
+    const limited = await gw.createKey({ name: 'limited-2', models: ['fast', 'unknown-model'], limits: NO_LIMITS })
     const some = (await (await fetch(`${gw.url}/v1/models`, { headers: { authorization: `Bearer ${limited}` } })).json()) as { data: { id: string }[] }
     expect(some.data.map((m) => m.id)).toEqual(['fast'])
   })
@@ -227,8 +227,8 @@ cooldown: {failures: 2, duration: 400ms}
 `,
     )
     gw = await startGateway({ dir, upstreams })
-    key = gw.createKey({ name: 'cool', limits: NO_LIMITS })
-    admin = gw.createKey({ name: 'admin', admin: true, limits: NO_LIMITS })
+    key = await gw.createKey({ name: 'cool', limits: NO_LIMITS })
+    admin = await gw.createKey({ name: 'admin', admin: true, limits: NO_LIMITS })
   })
   afterAll(async () => {
     await gw.stop()
@@ -290,7 +290,7 @@ describe('Azure OpenAI', () => {
       { AZURE_TEST_KEY: 'azure-canary-key-0002' },
     )
     gw = await startGateway({ dir, upstreams })
-    key = gw.createKey({ name: 'azure', limits: NO_LIMITS })
+    key = await gw.createKey({ name: 'azure', limits: NO_LIMITS })
   })
   afterAll(async () => {
     await gw.stop()
@@ -334,7 +334,7 @@ models:
 `,
     )
     gw = await startGateway({ dir, upstreams })
-    key = gw.createKey({ name: 'cap', limits: { ...NO_LIMITS, concurrency: null } })
+    key = await gw.createKey({ name: 'cap', limits: { ...NO_LIMITS, concurrency: null } })
   })
   afterAll(async () => {
     await gw.stop()

@@ -201,11 +201,11 @@ const testStart = new Date().toISOString()
 beforeAll(async () => {
   upstream = await startMockUpstream()
   gw = await startGateway({ upstreamUrl: upstream.url, firstByteTimeoutMs: 500 })
-  alice = gw.createKey({ name: 'alice', limits: { ...NO_LIMITS, dailyTokens: 1_000_000 } })
-  aliceId = gw.admin.findKey('alice')!.id
-  limited = gw.createKey({ name: 'limited', limits: { ...NO_LIMITS, rpm: 1 } })
-  narrow = gw.createKey({ name: 'narrow', limits: NO_LIMITS, models: ['gpt-4o'] })
-  admin = gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
+  alice = await gw.createKey({ name: 'alice', limits: { ...NO_LIMITS, dailyTokens: 1_000_000 } })
+  aliceId = (await gw.admin.findKey('alice'))!.id
+  limited = await gw.createKey({ name: 'limited', limits: { ...NO_LIMITS, rpm: 1 } })
+  narrow = await gw.createKey({ name: 'narrow', limits: NO_LIMITS, models: ['gpt-4o'] })
+  admin = await gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
 })
 
 afterAll(async () => {
@@ -216,7 +216,7 @@ afterAll(async () => {
 describe('request log: one row per request, refused ones included', () => {
   it('writes exactly one complete row for each of 200, 400, 401, 403, 404, 413, 429, 499, 502 and 504', async () => {
     const url = gw.url
-    const ids = { alice: aliceId, limited: gw.admin.findKey('limited')!.id, narrow: gw.admin.findKey('narrow')!.id, root: gw.admin.findKey('root')!.id }
+    const ids = { alice: aliceId, limited: (await gw.admin.findKey('limited'))!.id, narrow: (await gw.admin.findKey('narrow'))!.id, root: (await gw.admin.findKey('root'))!.id }
     type Expect = { r: Sent; route: string; method: string; model: string | null; key: keyof typeof ids | null; code: string | null; upstream: boolean; streamed?: boolean; told?: Told }
     const cases: Expect[] = []
     const add = (r: Sent, e: Omit<Expect, 'r'>) => cases.push({ r, ...e })
@@ -342,7 +342,7 @@ describe('request log: one row per request, refused ones included', () => {
   it('stores prompt and response bodies with --log-bodies (logBodies)', async () => {
     const g = await startGateway({ upstreamUrl: upstream.url, logBodies: true })
     try {
-      const k = g.createKey({ name: 'bodies', limits: NO_LIMITS })
+      const k = await g.createKey({ name: 'bodies', limits: NO_LIMITS })
       const r = await send(g.url, '/chat', k, { message: 'remember this text' })
       expect(r.status).toBe(200)
       const [row] = rowsById(g.db, r.id)
@@ -364,7 +364,7 @@ describe('CSV request log', () => {
         const g = await startGateway({ upstreamUrl: upstream.url, dir })
         try {
           for (const [i, name] of tricky.entries()) {
-            const k = g.createKey({ name: `${name}#${round}`, limits: NO_LIMITS })
+            const k = await g.createKey({ name: `${name}#${round}`, limits: NO_LIMITS })
             ids.push((await send(g.url, '/chat', k, { message: `row ${i}` }, { 'user-agent': i % 2 ? '=cmd|calc' : '@agent' })).id)
           }
           ids.push((await send(g.url, '/chat', null, { message: 'no key' })).id)
@@ -489,13 +489,14 @@ describe('GET /usage', () => {
   it('a normal key sees its own usage today: requests, tokens, budget, remaining and cost', async () => {
     const g = await startGateway({ upstreamUrl: upstream.url })
     try {
-      const k = g.createKey({ name: 'usage-own', limits: { ...NO_LIMITS, dailyTokens: 100_000 } })
-      const other = g.createKey({ name: 'usage-other', limits: NO_LIMITS })
+      const k = await g.createKey({ name: 'usage-own', limits: { ...NO_LIMITS, dailyTokens: 100_000 } })
+      const other = await g.createKey({ name: 'usage-other', limits: NO_LIMITS })
       const told = [await chatTold(g.url, k, 'a'.repeat(400)), await completionTold(g.url, k, 'b '.repeat(300)), await streamTold(g.url, k, 'c '.repeat(200))]
       await chatTold(g.url, other, 'somebody else entirely')
       const r = await send(g.url, '/usage', k)
       expect(r.status).toBe(200)
-      const rows = logRows(g.db).filter((x) => x.key_id === g.admin.findKey('usage-own')!.id && x.model !== null)
+      const ownId = (await g.admin.findKey('usage-own'))!.id
+      const rows = logRows(g.db).filter((x) => x.key_id === ownId && x.model !== null)
       const prompt = rows.reduce((a, x) => a + x.prompt_tokens, 0)
       const completion = rows.reduce((a, x) => a + x.completion_tokens, 0)
       const total = told.reduce((a, t) => a + t.total, 0)
@@ -522,9 +523,9 @@ describe('GET /usage', () => {
   it('an admin key sees the total and a per-key breakdown', async () => {
     const g = await startGateway({ upstreamUrl: upstream.url })
     try {
-      const a = g.createKey({ name: 'bd-a', limits: { ...NO_LIMITS, dailyTokens: 9_000 } })
-      const b = g.createKey({ name: 'bd-b', limits: NO_LIMITS })
-      const root = g.createKey({ name: 'bd-root', admin: true, limits: NO_LIMITS })
+      const a = await g.createKey({ name: 'bd-a', limits: { ...NO_LIMITS, dailyTokens: 9_000 } })
+      const b = await g.createKey({ name: 'bd-b', limits: NO_LIMITS })
+      const root = await g.createKey({ name: 'bd-root', admin: true, limits: NO_LIMITS })
       const ta = [await chatTold(g.url, a, 'first of a'), await chatTold(g.url, a, 'second of a')]
       const tb = [await completionTold(g.url, b, 'only one of b')]
       const r = await send(g.url, '/usage', root)
@@ -533,7 +534,7 @@ describe('GET /usage', () => {
       expect(r.json.date).toBe(utcDay())
       expect(r.json.total).toMatchObject({ requests: 3, total_tokens: sum(ta) + sum(tb) })
       const byName = Object.fromEntries((r.json.keys as { key_name: string }[]).map((k) => [k.key_name, k]))
-      expect(byName['bd-a']).toMatchObject({ key_id: g.admin.findKey('bd-a')!.id, requests: 2, total_tokens: sum(ta), daily_budget: 9_000, remaining: 9_000 - sum(ta) })
+      expect(byName['bd-a']).toMatchObject({ key_id: (await g.admin.findKey('bd-a'))!.id, requests: 2, total_tokens: sum(ta), daily_budget: 9_000, remaining: 9_000 - sum(ta) })
       expect(byName['bd-b']).toMatchObject({ requests: 1, total_tokens: sum(tb), prompt_tokens: tb[0].prompt, completion_tokens: tb[0].completion })
       const keys = r.json.keys as { requests: number; prompt_tokens: number; completion_tokens: number; total_tokens: number; estimated_cost_usd: number | null }[]
       for (const f of ['requests', 'prompt_tokens', 'completion_tokens', 'total_tokens'] as const) expect(r.json.total[f]).toBe(keys.reduce((x, k) => x + k[f], 0))
@@ -548,7 +549,7 @@ describe('GET /usage', () => {
 
   it('?date=YYYY-MM-DD shows another day; a bad date is 400', async () => {
     const day = '2020-01-15'
-    gw.admin.appendRequests([
+    await gw.admin.appendRequests([
       directRow({ timestamp: `${day}T10:00:00.000Z`, day, keyId: aliceId, keyName: 'alice', promptTokens: 100, completionTokens: 50, totalTokens: 150, costMicros: 45 }),
       directRow({ timestamp: `${day}T11:00:00.000Z`, day, keyId: aliceId, keyName: 'alice', promptTokens: 10, completionTokens: 20, totalTokens: 30, costMicros: 14 }),
     ])
@@ -583,7 +584,7 @@ describe('cost', () => {
         [bundled, MINI],
         [custom, { input: 1000, output: 2000 }],
       ] as const) {
-        const k = g.createKey({ name: 'coster', limits: NO_LIMITS })
+        const k = await g.createKey({ name: 'coster', limits: NO_LIMITS })
         const t = await completionTold(g.url, k, 'price me '.repeat(50))
         const [row] = rowsById(g.db, t.id)
         const exact = t.prompt * price.input + t.completion * price.output
@@ -591,7 +592,7 @@ describe('cost', () => {
         const u = await send(g.url, '/usage', k)
         expect(u.json.estimated_cost_usd).toBeCloseTo(row.cost_micros! / 1e6, 12)
         // A model the table does not know: cost unknown, not free.
-        const unknownKey = g.createKey({ name: 'unknown-model', limits: NO_LIMITS })
+        const unknownKey = await g.createKey({ name: 'unknown-model', limits: NO_LIMITS })
         const x = await completionTold(g.url, unknownKey, 'what does this cost', 'mock-echo')
         expect(x.total).toBeGreaterThan(0)
         expect(rowsById(g.db, x.id)[0].cost_micros).toBeNull()
@@ -621,12 +622,12 @@ describe('the main invariant: usage totals = sum of log rows = what clients were
     try {
       const names = ['inv-a', 'inv-b', 'inv-c'] as const
       const keys = {
-        'inv-a': g.createKey({ name: 'inv-a', limits: { ...NO_LIMITS, dailyTokens: 200_000 } }),
-        'inv-b': g.createKey({ name: 'inv-b', limits: NO_LIMITS }),
-        'inv-c': g.createKey({ name: 'inv-c', limits: { ...NO_LIMITS, rpm: 2 } }),
+        'inv-a': await g.createKey({ name: 'inv-a', limits: { ...NO_LIMITS, dailyTokens: 200_000 } }),
+        'inv-b': await g.createKey({ name: 'inv-b', limits: NO_LIMITS }),
+        'inv-c': await g.createKey({ name: 'inv-c', limits: { ...NO_LIMITS, rpm: 2 } }),
       }
-      const root = g.createKey({ name: 'inv-root', admin: true, limits: NO_LIMITS })
-      const ids = Object.fromEntries(names.map((n) => [n, g.admin.findKey(n)!.id])) as Record<(typeof names)[number], string>
+      const root = await g.createKey({ name: 'inv-root', admin: true, limits: NO_LIMITS })
+      const ids = Object.fromEntries(await Promise.all(names.map(async (n) => [n, (await g.admin.findKey(n))!.id]))) as Record<(typeof names)[number], string>
       const told: Record<string, Told[]> = { 'inv-a': [], 'inv-b': [], 'inv-c': [] }
       told['inv-a'].push(await chatTold(g.url, keys['inv-a'], 'alpha one'), await chatTold(g.url, keys['inv-a'], 'alpha two two'))
       told['inv-a'].push(await completionTold(g.url, keys['inv-a'], 'alpha json'), await streamTold(g.url, keys['inv-a'], 'alpha stream of words'))
@@ -734,12 +735,12 @@ describe('gateway usage (CLI) over real traffic', () => {
   it('`usage --since 7d --by day|model` groups the log rows; --until bounds the range', async () => {
     const g = await startGateway({ upstreamUrl: upstream.url })
     try {
-      const k = g.createKey({ name: 'ranged', limits: NO_LIMITS })
-      const id = g.admin.findKey('ranged')!.id
+      const k = await g.createKey({ name: 'ranged', limits: NO_LIMITS })
+      const id = (await g.admin.findKey('ranged'))!.id
       const told = [await chatTold(g.url, k, 'today one'), await completionTold(g.url, k, 'today two', 'gpt-4o')]
       const old = new Date(Date.now() - 3 * 86_400_000)
       const older = new Date(Date.now() - 10 * 86_400_000)
-      g.admin.appendRequests([
+      await g.admin.appendRequests([
         directRow({ timestamp: old.toISOString(), day: utcDay(old.getTime()), keyId: id, keyName: 'ranged', promptTokens: 7, completionTokens: 3, totalTokens: 10, costMicros: 3 }),
         directRow({ timestamp: older.toISOString(), day: utcDay(older.getTime()), keyId: id, keyName: 'ranged', promptTokens: 70, completionTokens: 30, totalTokens: 100, costMicros: 29 }),
       ])
@@ -794,15 +795,15 @@ describe('GET /metrics', () => {
   it('counts requests by route/status/model, tokens, latency, refusals and the queue depth, matching the log', async () => {
     const g = await startGateway({ upstreamUrl: upstream.url, maxInflight: 1 })
     try {
-      const k = g.createKey({ name: 'metered', limits: { ...NO_LIMITS, rpm: 3 } })
-      const root = g.createKey({ name: 'metrics-root', admin: true, limits: NO_LIMITS })
+      const k = await g.createKey({ name: 'metered', limits: { ...NO_LIMITS, rpm: 3 } })
+      const root = await g.createKey({ name: 'metrics-root', admin: true, limits: NO_LIMITS })
       await chatTold(g.url, k, 'm one')
       await completionTold(g.url, k, 'm two')
       await streamTold(g.url, k, 'm three')
       expect((await send(g.url, '/chat', k, { message: 'm four' })).status).toBe(429)
       expect((await send(g.url, '/chat', null, { message: 'nobody' })).status).toBe(401)
       // Queue depth: one request holds the only slot, a second waits.
-      const k2 = g.createKey({ name: 'queued', limits: NO_LIMITS })
+      const k2 = await g.createKey({ name: 'queued', limits: NO_LIMITS })
       upstream.script({ kind: 'normal', delayMs: 3000 }, { kind: 'normal', delayMs: 0 })
       const slow = send(g.url, '/chat', k2, { message: 'hold the slot' })
       await settle(200)
@@ -845,7 +846,7 @@ describe('GET /metrics', () => {
   it('labels come from fixed sets: error codes an upstream chose are counted as `other`, never as label values', async () => {
     const g = await startGateway({ upstreamUrl: upstream.url, metricsPublic: true })
     try {
-      const k = g.createKey({ name: 'chosen', limits: NO_LIMITS })
+      const k = await g.createKey({ name: 'chosen', limits: NO_LIMITS })
       const chosen = Array.from({ length: 6 }, (_, i) => `zz_${Math.random().toString(36).slice(2)}_${i}`)
       const statuses = [400, 404, 409, 422, 400, 422]
       for (const [i, code] of chosen.entries()) {

@@ -25,13 +25,13 @@ const wellFormedUnknown = () => `gw-${randomBytes(32).toString('base64url')}`
 beforeAll(async () => {
   ;({ mock, gw } = await startOpenGateway())
   port = Number(new URL(gw.url).port)
-  key = gw.createKey({ name: 'alice', limits: NO_LIMITS })
-  other = gw.createKey({ name: 'bob', limits: NO_LIMITS })
-  revoked = gw.createKey({ name: 'revoked', limits: NO_LIMITS })
-  new KeyManager(gw.admin, { now: Date.now }).revoke('revoked')
-  expired = gw.createKey({ name: 'expired', limits: NO_LIMITS, expiresInMs: 1 })
+  key = await gw.createKey({ name: 'alice', limits: NO_LIMITS })
+  other = await gw.createKey({ name: 'bob', limits: NO_LIMITS })
+  revoked = await gw.createKey({ name: 'revoked', limits: NO_LIMITS })
+  await new KeyManager(gw.admin, { now: Date.now }).revoke('revoked')
+  expired = await gw.createKey({ name: 'expired', limits: NO_LIMITS, expiresInMs: 1 })
   await sleep(20)
-  gw.built.gateway.refresh(true)
+  await gw.built.gateway.refresh(true)
 })
 
 afterAll(async () => {
@@ -213,7 +213,7 @@ describe('brute force (the built-in per-IP failure limit)', () => {
   it('past 10 failures a minute, failures get 429 with Retry-After while a valid key still passes', async () => {
     const fresh = await startGateway({ upstreamUrl: mock.url })
     try {
-      const k = fresh.createKey({ name: 'carol', limits: NO_LIMITS })
+      const k = await fresh.createKey({ name: 'carol', limits: NO_LIMITS })
       const statuses: number[] = []
       for (let i = 0; i < 12; i++) {
         const res = await fetch(`${fresh.url}/usage`, { headers: { authorization: `Bearer ${wellFormedUnknown()}` } })
@@ -233,9 +233,9 @@ describe('brute force (the built-in per-IP failure limit)', () => {
   it('a revoked key counts as a failure like an unknown one', async () => {
     const fresh = await startGateway({ upstreamUrl: mock.url })
     try {
-      const gone = fresh.createKey({ name: 'gone', limits: NO_LIMITS })
-      new KeyManager(fresh.admin, { now: Date.now }).revoke('gone')
-      fresh.built.gateway.refresh(true)
+      const gone = await fresh.createKey({ name: 'gone', limits: NO_LIMITS })
+      await new KeyManager(fresh.admin, { now: Date.now }).revoke('gone')
+      await fresh.built.gateway.refresh(true)
       const codes: string[] = []
       for (let i = 0; i < 11; i++) {
         const res = await fetch(`${fresh.url}/usage`, { headers: { authorization: `Bearer ${gone}` } })

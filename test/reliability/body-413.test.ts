@@ -29,7 +29,7 @@ beforeAll(async () => {
   const db = join(dir, 'gateway.db')
   const store = SqliteStore.open(db)
   try {
-    key = new KeyManager(store, { now: Date.now }).create({ name: 'uploader', limits: NO_LIMITS }).secret
+    key = (await new KeyManager(store, { now: Date.now }).create({ name: 'uploader', limits: NO_LIMITS })).secret
   } finally {
     store.close()
   }

@@ -23,8 +23,8 @@ beforeAll(async () => {
   mock = await startMockUpstream()
   gw = await startGateway({ upstreamUrl: mock.url, bodyLimit: LIMIT })
   port = Number(new URL(gw.url).port)
-  key = gw.createKey({ name: 'alice', limits: { ...NO_LIMITS, dailyTokens: 1_000_000 } })
-  keyId = keyIdOf(gw, 'alice')
+  key = await gw.createKey({ name: 'alice', limits: { ...NO_LIMITS, dailyTokens: 1_000_000 } })
+  keyId = await keyIdOf(gw, 'alice')
 })
 
 let callsBefore = 0
@@ -228,11 +228,11 @@ describe('100,000 messages → 400 (or 413 when the body is over the limit)', ()
   it('real messages under a larger body limit: refused by count, not size', async () => {
     const big = await startGateway({ upstreamUrl: mock.url, bodyLimit: 8 * 1024 * 1024 })
     try {
-      const k = big.createKey({ name: 'bob', limits: NO_LIMITS })
+      const k = await big.createKey({ name: 'bob', limits: NO_LIMITS })
       const res = await big.post('/v1/chat/completions', k, { model: 'gpt-4o-mini', messages: Array(100_000).fill({ role: 'user', content: 'x' }) })
       expect(res.status).toBe(400)
       expect(await res.json()).toMatchObject({ error: { param: 'messages' } })
-      await expectNothingHeld(big, [keyIdOf(big, 'bob')])
+      await expectNothingHeld(big, [await keyIdOf(big, 'bob')])
     } finally {
       await big.stop()
     }

@@ -1,3 +1,4 @@
+import { collect } from '../support/log-rows.js'
 /**
  * Local helpers of the reliability suite (issue 7). Real parts only: raw sockets, child
  * processes of the real CLI, a read-only look at the real SQLite file.
@@ -120,8 +121,8 @@ export async function startChildGateway(opts: { db: string; env?: Record<string,
 export async function startOpenGateway(): Promise<{ mock: MockUpstream; gw: TestGateway }> {
   const mock = await startMockUpstream()
   const gw = await startGateway({ upstreamUrl: mock.url })
-  gw.admin.mergeDefaults({ authFailuresPerMinute: null })
-  gw.built.gateway.refresh(true)
+  await gw.admin.mergeDefaults({ authFailuresPerMinute: null })
+  await gw.built.gateway.refresh(true)
   return { mock, gw }
 }
 
@@ -158,7 +159,7 @@ export function query<T = Record<string, unknown>>(dbPath: string, sql: string, 
 /** Every request-log row, once the group commit has written what is pending. */
 export async function rowsOf(gw: TestGateway): Promise<RequestRow[]> {
   await gw.built.requestLog.drain()
-  return [...gw.admin.iterateRequests({})]
+  return (await collect(gw.admin.iterateRequests({})))
 }
 
 /** Rows of one request id (there must be exactly one per request). */
@@ -188,8 +189,8 @@ export async function expectNothingHeld(gw: TestGateway, keyIds: string[]): Prom
   expect(await reserved(), 'tokens still reserved').toEqual(keyIds.map(() => 0))
 }
 
-export function keyIdOf(gw: TestGateway, name: string): string {
-  const k = gw.admin.findKey(name)
+export async function keyIdOf(gw: TestGateway, name: string): Promise<string> {
+  const k = await gw.admin.findKey(name)
   if (!k) throw new Error(`no key ${name}`)
   return k.id
 }

@@ -44,8 +44,8 @@ const keysSnapshot = () => JSON.stringify(query(gw.db, 'select k.*, s.prefix, s.
 
 beforeAll(async () => {
   ;({ mock, gw } = await startOpenGateway())
-  key = gw.createKey({ name: 'alice', limits: NO_LIMITS })
-  adminKey = gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
+  key = await gw.createKey({ name: 'alice', limits: NO_LIMITS })
+  adminKey = await gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
   // Some history, so a tautology that leaked rows or a DELETE that ran would show.
   for (let i = 0; i < 3; i++) expect((await gw.post('/chat', key, { message: `seed ${i}` })).status).toBe(200)
   await gw.built.requestLog.drain()
@@ -157,7 +157,7 @@ describe('CLI filter flags and key lookups (the real binary)', () => {
 
   it(`every run exits with the documented code and shows no data (${runs.length} runs)`, async () => {
     await gw.built.requestLog.drain()
-    const aliceId = gw.admin.findKey('alice')!.id
+    const aliceId = (await gw.admin.findKey('alice'))!.id
     const results: { args: string[]; exit: number; code: number; stdout: string; stderr: string }[] = []
     const queue = [...runs]
     await Promise.all(

@@ -22,10 +22,10 @@ let n = 0
 beforeAll(async () => {
   mock = await startMockUpstream()
   gw = await startGateway({ upstreamUrl: mock.url, firstByteTimeoutMs: 500, totalTimeoutMs: 3_000, maxInflight: 3, queueSize: 100 })
-  keys.alice = gw.createKey({ name: 'alice', limits: NO_LIMITS })
-  keys.bob = gw.createKey({ name: 'bob', limits: { ...NO_LIMITS, concurrency: 1 } })
-  keys.limited = gw.createKey({ name: 'limited', limits: { ...NO_LIMITS, rpm: 3 } })
-  keys.root = gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
+  keys.alice = await gw.createKey({ name: 'alice', limits: NO_LIMITS })
+  keys.bob = await gw.createKey({ name: 'bob', limits: { ...NO_LIMITS, concurrency: 1 } })
+  keys.limited = await gw.createKey({ name: 'limited', limits: { ...NO_LIMITS, rpm: 3 } })
+  keys.root = await gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
 })
 
 afterAll(async () => {
@@ -140,12 +140,12 @@ describe('a mixed workload', () => {
 
 describe('the audit', () => {
   const fresh = async () => {
-    await expectNothingHeld(gw, gw.admin.listKeys().map((k) => k.id))
+    await expectNothingHeld(gw, (await gw.admin.listKeys()).map((k) => k.id))
     return rowsOf(gw)
   }
 
   it('nothing in flight, queued or reserved', async () => {
-    await expectNothingHeld(gw, gw.admin.listKeys().map((k) => k.id))
+    await expectNothingHeld(gw, (await gw.admin.listKeys()).map((k) => k.id))
     const metrics = await (await fetch(`${gw.url}/metrics`, { headers: { authorization: `Bearer ${keys.root}` } })).text()
     expect(metrics).toMatch(/^gateway_upstream_inflight 0$/m)
     expect(metrics).toMatch(/^gateway_queue_depth 0$/m)
@@ -171,7 +171,7 @@ describe('the audit', () => {
   it('usage entries = the log summed per key; usage tokens = log tokens = reported + estimated', async () => {
     const rows = await fresh()
     const sum = (f: (r: RequestRow) => number, of = rows) => of.reduce((a, r) => a + f(r), 0)
-    for (const k of gw.admin.listKeys()) {
+    for (const k of await gw.admin.listKeys()) {
       const mine = rows.filter((r) => r.keyId === k.id)
       const [u] = query<{ r: number | null; t: number | null }>(gw.db, 'select sum(requests) as r, sum(total_tokens) as t from daily_usage where key_id = ?', k.id)
       expect(u.t ?? 0, `tokens of ${k.name}`).toBe(sum((r) => r.totalTokens, mine))

@@ -20,9 +20,9 @@ const usage = (key: string) => fetch(`${gw!.url}/usage`, { headers: { authorizat
 async function started(): Promise<{ gw: TestGateway; errors: string[]; key: string; otherId: string }> {
   const errors: string[] = []
   gw = await startGateway({ onError: (err) => errors.push(err instanceof Error ? err.message : String(err)) })
-  const key = gw.createKey({ name: 'to-revoke', limits: NO_LIMITS })
-  gw.createKey({ name: 'other', limits: NO_LIMITS })
-  const otherId = new KeyManager(gw.admin, { now: Date.now }).get('other').id
+  const key = await gw.createKey({ name: 'to-revoke', limits: NO_LIMITS })
+  await gw.createKey({ name: 'other', limits: NO_LIMITS })
+  const otherId = (await new KeyManager(gw.admin, { now: Date.now }).get('other')).id
   expect(await usage(key)).toBe(200)
   return { gw, errors, key, otherId }
 }
@@ -33,7 +33,7 @@ describe('a failed reload is retried', () => {
     const other = new Database(gw.db)
     try {
       other.exec('ALTER TABLE key_secrets RENAME TO key_secrets_away')
-      new KeyManager(gw.admin, { now: Date.now }).revoke('to-revoke')
+      await new KeyManager(gw.admin, { now: Date.now }).revoke('to-revoke')
       const during: number[] = []
       for (let i = 0; i < 5; i++) {
         during.push(await usage(key))
@@ -55,13 +55,13 @@ describe('a failed reload is retried', () => {
     try {
       // A row the server cannot read, then the revocation: the reload after them fails.
       other.prepare("UPDATE api_keys SET models = '[unreadable' WHERE id = ?").run(otherId)
-      new KeyManager(gw.admin, { now: Date.now }).revoke('to-revoke')
+      await new KeyManager(gw.admin, { now: Date.now }).revoke('to-revoke')
       expect(await usage(key)).toBe(200)
       await sleep(400) // the idle watcher tries too
       expect(await usage(key)).toBe(200)
       // Repaired through the server's own connection: the store's change marker does not move,
       // as after a busy or I/O error that simply passed.
-      gw.built.store.updateKey(otherId, { models: null })
+      await gw.built.store.updateKey(otherId, { models: null })
       expect(await usage(key)).toBe(401)
       expect(errors).toHaveLength(1)
     } finally {

@@ -30,7 +30,7 @@ beforeAll(async () => {
   mock = await startMockUpstream()
   gw = await startGateway({ upstreamUrl: mock.url })
   port = Number(new URL(gw.url).port)
-  for (const name of ['alice', EVIL_NAME, ...FORMULA_NAMES]) keys[name] = gw.createKey({ name, limits: NO_LIMITS })
+  for (const name of ['alice', EVIL_NAME, ...FORMULA_NAMES]) keys[name] = await gw.createKey({ name, limits: NO_LIMITS })
 })
 
 afterAll(async () => {
@@ -213,23 +213,23 @@ describe('CLI output escapes control characters', () => {
     expect(controlChars(tty.replace(/\r+\n/g, '\n'), '\n')).toEqual([])
   })
 
-  it('logs export --escape always (CSV for a terminal): no raw control character in any cell, no forged row, formulas neutralised', () => {
+  it('logs export --escape always (CSV for a terminal): no raw control character in any cell, no forged row, formulas neutralised', async () => {
     const out = outputs['logs export']
     expect(out.code, out.stderr).toBe(0)
     const records = parse(out.stdout, { bom: true }) as string[][]
     expect(records[0]).toEqual([...LOG_COLUMNS])
-    expect(records.length - 1, 'one record per logged request, none forged').toBe(gw.admin.countRequests({}))
+    expect(records.length - 1, 'one record per logged request, none forged').toBe(await gw.admin.countRequests({}))
     // A tab is harmless on a terminal; ESC, CR, LF, NUL, BEL and C1 (CSI, NEL…) are not.
     const bad = records.flatMap((r, i) => r.filter((cell) => controlChars(cell, '\t').length > 0).map((cell) => `record ${i}: ${JSON.stringify(cell).slice(0, 80)} has ${controlChars(cell, '\t').join(' ')}`))
     expect(bad).toEqual([])
     expect(records.slice(1).flatMap((r) => r.filter((c) => /^[=+\-@\t\r]/.test(c)))).toEqual([])
   })
 
-  it('logs export --format jsonl: one JSON object per line, no raw C0 control character', () => {
+  it('logs export --format jsonl: one JSON object per line, no raw C0 control character', async () => {
     const out = outputs['logs export --format jsonl']
     expect(out.code, out.stderr).toBe(0)
     const lines = out.stdout.split('\n').filter(Boolean)
-    expect(lines.length, 'one line per logged request, none forged').toBe(gw.admin.countRequests({}))
+    expect(lines.length, 'one line per logged request, none forged').toBe(await gw.admin.countRequests({}))
     for (const l of lines) expect(() => JSON.parse(l)).not.toThrow()
     expect(controlChars(out.stdout, '\n').filter((c) => parseInt(c.slice(2), 16) < 0x20)).toEqual([])
     const evil = lines.map((l) => JSON.parse(l) as { key_name: string }).find((r) => r.key_name?.includes('calc'))

@@ -25,7 +25,7 @@ async function child(upstreamUrl: string, args: string[] = [], limits: LimitOver
   const dir = tempDir('gw-exhaust-')
   const db = join(dir, 'gateway.db')
   const store = SqliteStore.open(db)
-  const key = new KeyManager(store, { now: Date.now }).create({ name: 'alice', limits: { ...NO_LIMITS, maxInputChars: null, maxTokens: null, ...limits } }).secret
+  const key = (await new KeyManager(store, { now: Date.now }).create({ name: 'alice', limits: { ...NO_LIMITS, maxInputChars: null, maxTokens: null, ...limits } })).secret
   store.close()
   const gw = await startChildGateway({ db, env: { OPENAI_API_KEY: 'sk-test-upstream-key-0000', OPENAI_BASE_URL: upstreamUrl }, args })
   cleanups.push(async () => {

@@ -25,8 +25,8 @@ let routes: Route[] = []
 beforeAll(async () => {
   ;({ mock, gw } = await startOpenGateway())
   port = Number(new URL(gw.url).port)
-  key = gw.createKey({ name: 'alice', limits: NO_LIMITS })
-  admin = gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
+  key = await gw.createKey({ name: 'alice', limits: NO_LIMITS })
+  admin = await gw.createKey({ name: 'root', admin: true, limits: NO_LIMITS })
   const seen = new Set<string>()
   for (const r of gw.built.app.routes) {
     // The dashboard is exempt from the key check on purpose: it has its own session login (below, and test/dashboard/).
@@ -145,7 +145,7 @@ describe('route inventory', () => {
       const res = await fetch(`${gw.url}${path}`, { method: 'POST', headers: { origin: gw.url, 'content-type': 'application/x-www-form-urlencoded' }, body: 'name=x' })
       expect(res.status, path).toBe(403)
     }
-    expect(gw.admin.findKey('x')).toBeUndefined()
+    expect(await gw.admin.findKey('x')).toBeUndefined()
   })
 
   it('/health answers without a key and says nothing more than ok', async () => {

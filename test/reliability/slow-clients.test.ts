@@ -21,7 +21,7 @@ beforeAll(async () => {
   mock = await startMockUpstream()
   gw = await startGateway({ upstreamUrl: mock.url })
   port = Number(new URL(gw.url).port)
-  key = gw.createKey({ name: 'alice', limits: NO_LIMITS })
+  key = await gw.createKey({ name: 'alice', limits: NO_LIMITS })
 })
 
 afterAll(async () => {
@@ -91,7 +91,7 @@ describe('slowloris', () => {
     }
     // Only the real requests reached the upstream; the trickling bodies took no slot or reservation.
     expect(mock.requests.length - upstreamBefore).toBe(15)
-    await expectNothingHeld(gw, [keyIdOf(gw, 'alice')])
+    await expectNothingHeld(gw, [await keyIdOf(gw, 'alice')])
   }, 60_000)
 })
 
@@ -103,7 +103,7 @@ describe('a client reading a stream very slowly', () => {
   beforeAll(async () => {
     flood = await startFloodUpstream({ totalBytes: 128 * 1024 * 1024 })
     slow = await startGateway({ upstreamUrl: flood.url })
-    slowKey = slow.createKey({ name: 'sloth', limits: NO_LIMITS })
+    slowKey = await slow.createKey({ name: 'sloth', limits: NO_LIMITS })
   })
 
   afterAll(async () => {
@@ -147,7 +147,7 @@ describe('a client reading a stream very slowly', () => {
     const row = await rowFor(slow, 'sloth-1')
     expect(row).toMatchObject({ status: 499, streamed: true, errorCode: 'client_closed_request', estimated: true })
     expect(row.completionTokens).toBeGreaterThan(0)
-    await expectNothingHeld(slow, [keyIdOf(slow, 'sloth')])
+    await expectNothingHeld(slow, [await keyIdOf(slow, 'sloth')])
     const usage = (await (await fetch(`${slow.url}/usage`, { headers: { authorization: `Bearer ${slowKey}` } })).json()) as { total_tokens: number }
     expect(usage.total_tokens).toBe(row.totalTokens)
   }, 60_000)

@@ -20,7 +20,7 @@ beforeAll(async () => {
   mock = await startMockUpstream()
   canary = await startCanary()
   gw = await startGateway({ upstreamUrl: mock.url, firstByteTimeoutMs: 1_000 })
-  key = gw.createKey({ name: 'alice', limits: NO_LIMITS })
+  key = await gw.createKey({ name: 'alice', limits: NO_LIMITS })
 })
 
 afterAll(async () => {
@@ -194,7 +194,7 @@ describe('upstream redirects are not followed', () => {
       }
       expect(mock.requests.length - from).toBe(3)
       expectUpstreamUntouched(from)
-      await expectNothingHeld(gw, [keyIdOf(gw, 'alice')])
+      await expectNothingHeld(gw, [await keyIdOf(gw, 'alice')])
     })
   }
 })

@@ -35,7 +35,7 @@ describe('server and CLI on one file', () => {
 
   it('no SQLITE_BUSY reaches a client or the CLI while keys, limits and usage change under load', async () => {
     gw = await startGateway({ upstreamUrl: mock.url })
-    const key = gw.createKey({ name: 'load', limits: NO_LIMITS })
+    const key = await gw.createKey({ name: 'load', limits: NO_LIMITS })
     const statuses: number[] = []
     const bad: string[] = []
     const ids: string[] = []
@@ -69,19 +69,19 @@ describe('server and CLI on one file', () => {
         try {
           switch (i % 5) {
             case 0:
-              manager.create({ name: `w${i}`, limits: { rpm: 100 } })
+              await manager.create({ name: `w${i}`, limits: { rpm: 100 } })
               break
             case 1:
-              manager.update(`w${i - 1}`, { limits: { rpm: 50, tpm: 10_000 } })
+              await manager.update(`w${i - 1}`, { limits: { rpm: 50, tpm: 10_000 } })
               break
             case 2:
-              reports.forDay(new Date().toISOString().slice(0, 10))
+              await reports.forDay(new Date().toISOString().slice(0, 10))
               break
             case 3:
-              other.usageBy('key', { fromDay: new Date().toISOString().slice(0, 10), toDay: new Date().toISOString().slice(0, 10) })
+              await other.usageBy('key', { fromDay: new Date().toISOString().slice(0, 10), toDay: new Date().toISOString().slice(0, 10) })
               break
             case 4:
-              manager.revoke(`w${i - 4}`)
+              await manager.revoke(`w${i - 4}`)
               break
           }
           writes++
@@ -133,7 +133,7 @@ describe('server and CLI on one file', () => {
     expect(res.status).toBe(200)
     expect(res.headers.get('x-ratelimit-limit-requests')).toBe('500')
     expect(query(gw.db, 'pragma integrity_check')).toEqual([{ integrity_check: 'ok' }])
-    await expectNothingHeld(gw, [keyIdOf(gw, 'load')])
+    await expectNothingHeld(gw, [await keyIdOf(gw, 'load')])
   }, 120_000)
 })
 
@@ -147,7 +147,7 @@ describe('SIGKILL under load', () => {
     dir = tempDir('gw-kill-')
     const db = join(dir, 'gateway.db')
     const store = SqliteStore.open(db)
-    const created = new KeyManager(store, { now: Date.now }).create({ name: 'load', limits: NO_LIMITS })
+    const created = await new KeyManager(store, { now: Date.now }).create({ name: 'load', limits: NO_LIMITS })
     store.close()
     const key = created.secret
     const env = { OPENAI_API_KEY: 'sk-test-upstream-key-0000', OPENAI_BASE_URL: mock.url }

@@ -23,8 +23,8 @@ const MESSAGES = [{ role: 'user', content: 'hello there general' }]
 beforeAll(async () => {
   mock = await startMockUpstream()
   gw = await startGateway({ upstreamUrl: mock.url, firstByteTimeoutMs: 500, totalTimeoutMs: 3_000 })
-  key = gw.createKey({ name: 'alice', limits: { ...NO_LIMITS, dailyTokens: 10_000_000 } })
-  keyId = keyIdOf(gw, 'alice')
+  key = await gw.createKey({ name: 'alice', limits: { ...NO_LIMITS, dailyTokens: 10_000_000 } })
+  keyId = await keyIdOf(gw, 'alice')
 })
 
 beforeEach(() => {
@@ -53,7 +53,7 @@ async function send(route: '/chat' | '/v1', opts: { stream?: boolean; behavior?:
   if (opts.behavior) mock.script(opts.behavior)
   const id = `uf-${++n}`
   const body = route === '/chat' ? { message: 'hello there general' } : { model: 'gpt-4o-mini', messages: MESSAGES, stream: opts.stream ?? false }
-  const k = target === gw ? key : target.createKey({ name: `k${n}`, limits: NO_LIMITS })
+  const k = target === gw ? key : await target.createKey({ name: `k${n}`, limits: NO_LIMITS })
   const res = await target.post(route === '/chat' ? '/chat' : '/v1/chat/completions', k, body, { 'x-request-id': id })
   const text = await res.text()
   let json = {} as Answer['json']
@@ -80,7 +80,7 @@ describe('refused connection', () => {
         expect(a.json.error).toMatchObject({ type: 'upstream_error', code: 'upstream_unreachable' })
         expect(await rowFor(other, a.id)).toMatchObject({ status: 502, totalTokens: 0, errorCode: 'upstream_unreachable' })
       }
-      await expectNothingHeld(other, other.admin.listKeys().map((k) => k.id))
+      await expectNothingHeld(other, (await other.admin.listKeys()).map((k) => k.id))
     } finally {
       await other.stop()
     }
@@ -257,7 +257,7 @@ describe('streams that go wrong', () => {
     const own = await startMockUpstream()
     const slow = await startGateway({ upstreamUrl: own.url, firstByteTimeoutMs: 300, totalTimeoutMs: 30_000 })
     try {
-      const k = slow.createKey({ name: 'patient', limits: NO_LIMITS })
+      const k = await slow.createKey({ name: 'patient', limits: NO_LIMITS })
       own.script({ kind: 'normal', chunkDelayMs: 450 })
       const res = await slow.post('/v1/chat/completions', k, { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true }, { 'x-request-id': 'uf-slow' })
       const s = readStream(await res.text())
@@ -265,7 +265,7 @@ describe('streams that go wrong', () => {
       expect(s).toMatchObject({ content: 'Echo: hi', done: true, errors: [] })
       expect(own.reportedTokens).toBeGreaterThan(0)
       expect(await rowFor(slow, 'uf-slow')).toMatchObject({ errorCode: null, estimated: false, totalTokens: own.reportedTokens })
-      await expectNothingHeld(slow, [keyIdOf(slow, 'patient')])
+      await expectNothingHeld(slow, [await keyIdOf(slow, 'patient')])
     } finally {
       await slow.stop()
       await own.close()

@@ -134,8 +134,8 @@ it('logs prune deletes in small transactions: another writer gets the lock betwe
   const OLD = 30_000
   const store = SqliteStore.open(pdb)
   const old = new Date(Date.now() - 10 * 86_400_000).toISOString()
-  for (let i = 0; i < OLD; i += 5_000) store.appendRequests(Array.from({ length: 5_000 }, () => requestRow({ timestamp: old })))
-  store.appendRequests([requestRow(), requestRow()])
+  for (let i = 0; i < OLD; i += 5_000) await store.appendRequests(Array.from({ length: 5_000 }, () => requestRow({ timestamp: old })))
+  await store.appendRequests([requestRow(), requestRow()])
   store.close()
   // A writer that never waits, as the server's log write: it tries the lock while prune runs.
   const other = new Database(pdb)

@@ -18,7 +18,7 @@ export interface TestGateway {
   server: RunningServer
   /** A second connection to the same file, as the CLI has. */
   admin: SqliteStore
-  createKey(input: CreateKeyInput): string
+  createKey(input: CreateKeyInput): Promise<string>
   client(key: string, options?: Partial<ConstructorParameters<typeof OpenAI>[0]>): OpenAI
   post(path: string, key: string | null, body: unknown, headers?: Record<string, string>): Promise<Response>
   stop(): Promise<void>
@@ -33,7 +33,7 @@ export async function startGateway(settings: Partial<GatewaySettings> & { upstre
   const dir = settings.dir ?? tempDir()
   const db = settings.db ?? join(dir, 'gateway.db')
   const { upstreamUrl, clock, onError, warn, ...rest } = settings
-  const built = buildGateway(
+  const built = await buildGateway(
     {
       ...DEFAULT_SETTINGS,
       db,
@@ -57,9 +57,9 @@ export async function startGateway(settings: Partial<GatewaySettings> & { upstre
     built,
     server,
     admin,
-    createKey: (input) => {
-      const secret = new KeyManager(admin, clock ?? { now: Date.now }).create(input).secret
-      built.gateway.refresh() // tests of the ≤1 s pickup wait for the watcher instead
+    createKey: async (input) => {
+      const secret = (await new KeyManager(admin, clock ?? { now: Date.now }).create(input)).secret
+      await built.gateway.refresh() // tests of the ≤1 s pickup wait for the watcher instead
       return secret
     },
     client: (key, options) => new OpenAI({ apiKey: key, baseURL: `${url}/v1`, maxRetries: 0, ...options }),
@@ -71,7 +71,7 @@ export async function startGateway(settings: Partial<GatewaySettings> & { upstre
       }),
     stop: async () => {
       await server.close(2_000)
-      admin.close()
+      await admin.close()
       if (!settings.dir) rmSync(dir, { recursive: true, force: true })
     },
   }

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import type { RequestRow } from '../../src/core/types.js'
 
 /**
@@ -87,6 +88,7 @@ export function requestRow(over: Partial<RequestRow> = {}): RequestRow {
   return {
     timestamp,
     requestId: `direct-${Math.random().toString(36).slice(2)}`,
+    entryId: randomUUID(),
     keyId: null,
     keyName: null,
     ip: '127.0.0.1',
@@ -113,4 +115,11 @@ export function requestRow(over: Partial<RequestRow> = {}): RequestRow {
     attempts: 0,
     ...over,
   }
+}
+
+/** Every item of an async iterable (the store's paged log reads), in order. */
+export async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = []
+  for await (const item of items) out.push(item)
+  return out
 }

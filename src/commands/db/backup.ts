@@ -1,6 +1,8 @@
 import { Args, Flags } from '@oclif/core'
 import { resolve } from 'node:path'
 import { BaseCommand } from '../../cli/base-command.js'
+import { badRequest } from '../../core/errors.js'
+import { isPostgresUrl } from '../../storage/db-url.js'
 import { backupDatabase } from '../../storage/sqlite/backup.js'
 
 export default class DbBackup extends BaseCommand<typeof DbBackup> {
@@ -16,6 +18,9 @@ export default class DbBackup extends BaseCommand<typeof DbBackup> {
   }
 
   async run() {
+    if (isPostgresUrl(this.flags.db)) {
+      throw badRequest(`db backup copies a SQLite file; for PostgreSQL use pg_dump (e.g. pg_dump --format=custom --file=${this.args.file} "$GATEWAY_DB")`, 'db', 'backup_not_sqlite')
+    }
     const started = performance.now()
     const result = await backupDatabase(resolve(this.flags.db), resolve(this.args.file), {
       force: this.flags.force,

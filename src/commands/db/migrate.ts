@@ -1,4 +1,5 @@
 import { BaseCommand } from '../../cli/base-command.js'
+import { describeDb } from '../../storage/db-url.js'
 
 export default class DbMigrate extends BaseCommand<typeof DbMigrate> {
   static override summary = 'Create the database or bring its schema up to date (serve does this too)'
@@ -6,8 +7,8 @@ export default class DbMigrate extends BaseCommand<typeof DbMigrate> {
   static override createsDatabase = true
 
   async run() {
-    const migrations = this.store.appliedMigrations() // opening the store applied any missing ones
-    this.say(`Database ${this.flags.db} is up to date (${migrations} migrations applied).`)
-    return { db: this.flags.db, migrations }
+    const migrations = await this.store.appliedMigrations() // opening the store applied any missing ones
+    this.say(`Database ${describeDb(this.flags.db)} is up to date (${migrations} migrations applied).`)
+    return { db: describeDb(this.flags.db), migrations }
   }
 }

@@ -24,7 +24,7 @@ export default class KeysCreate extends BaseCommand<typeof KeysCreate> {
 
   async run() {
     const f = this.flags
-    const created = this.keys.create({
+    const created = await this.keys.create({
       name: f.name,
       admin: f.admin,
       ...(f['expires-in'] ? parseExpiry(f['expires-in'], this.clock.now()) : {}),

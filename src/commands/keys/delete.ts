@@ -10,7 +10,7 @@ export default class KeysDelete extends BaseCommand<typeof KeysDelete> {
   static override args = { key: Args.string({ description: KEY_REF_HELP, required: true }) }
 
   async run() {
-    const key = this.keys.delete(this.args.key)
+    const key = await this.keys.delete(this.args.key)
     this.say(`Deleted key "${this.safe(key.name)}" (${key.id}). Its request-log rows keep its id and name.`)
     return { id: key.id, name: key.name, deleted: true }
   }

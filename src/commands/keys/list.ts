@@ -8,8 +8,8 @@ export default class KeysList extends BaseCommand<typeof KeysList> {
 
   async run() {
     const now = this.clock.now()
-    const prefixes = this.keys.prefixesByKey()
-    const keys = this.keys.list().map((k) => keyView(k, prefixes.get(k.id) ?? [], now))
+    const prefixes = await this.keys.prefixesByKey()
+    const keys = (await this.keys.list()).map((k) => keyView(k, prefixes.get(k.id) ?? [], now))
     this.say(
       renderTable(
         ['ID', 'NAME', 'PREFIX', 'STATUS', 'ADMIN', 'CREATED', 'EXPIRES'],

@@ -9,7 +9,7 @@ export default class KeysRevoke extends BaseCommand<typeof KeysRevoke> {
   static override args = { key: Args.string({ description: KEY_REF_HELP, required: true }) }
 
   async run() {
-    const key = this.keys.revoke(this.args.key)
+    const key = await this.keys.revoke(this.args.key)
     this.say(`Revoked key "${this.safe(key.name)}" (${key.id}).`)
     return keyView(key, [], this.clock.now())
   }

@@ -15,7 +15,7 @@ export default class KeysRotate extends BaseCommand<typeof KeysRotate> {
 
   async run() {
     const grace = this.flags.grace === undefined ? undefined : parseDuration(this.flags.grace, '--grace')
-    const rotated = this.keys.rotate(this.args.key, grace)
+    const rotated = await this.keys.rotate(this.args.key, grace)
     const view = { ...createdView(rotated), oldSecretExpiresAt: new Date(rotated.oldSecretExpiresAt).toISOString() }
     this.say(`Rotated key "${this.safe(view.name)}" (${view.id}). The old secret stops working ${grace ? `at ${view.oldSecretExpiresAt}` : 'now'}.`)
     this.say(`\n  ${view.key}\n`)

@@ -9,8 +9,8 @@ export default class KeysShow extends BaseCommand<typeof KeysShow> {
   static override args = { key: Args.string({ description: KEY_REF_HELP, required: true }) }
 
   async run() {
-    const key = this.keys.get(this.args.key)
-    const view = keyView(key, this.keys.liveSecrets(key.id), this.clock.now())
+    const key = await this.keys.get(this.args.key)
+    const view = keyView(key, await this.keys.liveSecrets(key.id), this.clock.now())
     this.say(describeKey(view, (s) => this.safe(s)))
     return view
   }

@@ -35,8 +35,8 @@ export default class KeysUpdate extends BaseCommand<typeof KeysUpdate> {
       const flags = Object.keys(KeysUpdate.flags).map((name) => (name === 'admin' ? '--admin/--no-admin' : `--${name}`))
       throw badRequest(`Nothing to change: give at least one of ${flags.join(', ')}`, null)
     }
-    const key = this.keys.update(this.args.key, patch)
-    const view = keyView(key, this.keys.liveSecrets(key.id), this.clock.now())
+    const key = await this.keys.update(this.args.key, patch)
+    const view = keyView(key, await this.keys.liveSecrets(key.id), this.clock.now())
     this.say(describeKey(view, (s) => this.safe(s)))
     return view
   }

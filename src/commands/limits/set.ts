@@ -38,11 +38,11 @@ export default class LimitsSet extends BaseCommand<typeof LimitsSet> {
       .map(([k, v]) => `${FLAG_OF[k as keyof typeof FLAG_OF]}=${v === undefined ? 'default' : formatLimit(v as number | string | null)}`)
       .join(' ')
     if (f.key) {
-      const key = this.keys.update(f.key, { limits: changes })
+      const key = await this.keys.update(f.key, { limits: changes })
       this.say(`Key "${this.safe(key.name)}": ${shown}`)
       return { key: { id: key.id, name: key.name }, limits: byFlag(key.limits) }
     }
-    const limits = this.store.mergeDefaults(changes)
+    const limits = await this.store.mergeDefaults(changes)
     this.say(`Defaults: ${shown}`)
     return { key: null, limits: byFlag(limits) }
   }

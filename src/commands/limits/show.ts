@@ -17,8 +17,8 @@ export default class LimitsShow extends BaseCommand<typeof LimitsShow> {
   }
 
   async run() {
-    const defaults = this.store.getDefaults()
-    const key = this.flags.key ? this.keys.get(this.flags.key) : null
+    const defaults = await this.store.getDefaults()
+    const key = this.flags.key ? await this.keys.get(this.flags.key) : null
     const resolved = resolveKeyLimits(defaults, key?.limits)
     const limits: Record<string, { value: number | string | null; source: LimitSource }> = {}
     for (const [name, value] of Object.entries(resolved.limits)) {

@@ -8,7 +8,7 @@ import { parseTimeRange, SINCE_HELP, UNTIL_HELP } from '../../cli/durations.js'
 import { CSV_FORMAT, LOG_COLUMNS, toCsvRecord, toJsonRecord } from '../../core/log-columns.js'
 import { escapeControl } from '../../core/escape.js'
 import type { RequestRow } from '../../core/types.js'
-import type { RequestFilter } from '../../storage/store.js'
+import type { RequestFilter } from '../../core/store.js'
 
 /** JSON escapes C0 controls itself; C1 controls (CSI, NEL…) get \\u escapes too: still the same JSON value. */
 function jsonLine(record: unknown): string {
@@ -41,11 +41,11 @@ export default class LogsExport extends BaseCommand<typeof LogsExport> {
     const now = this.clock.now()
     const filter: RequestFilter = {
       ...parseTimeRange(f.since, f.until, now),
-      keyId: f.key ? this.keys.get(f.key).id : undefined,
+      keyId: f.key ? (await this.keys.get(f.key)).id : undefined,
       status: f.status,
     }
     // The count (a scan of the matching rows) only feeds the progress line a file export shows.
-    const total = f.output ? this.store.countRequests(filter) : 0
+    const total = f.output ? await this.store.countRequests(filter) : 0
     let written = 0
     const rows = this.store.iterateRequests(filter)
     const encode =
@@ -60,8 +60,8 @@ export default class LogsExport extends BaseCommand<typeof LogsExport> {
         ? (row: RequestRow) => (escape ? toCsvRecord(row).map((c) => (typeof c === 'string' ? escapeControl(c) : c)) : toCsvRecord(row))
         : toJsonRecord
     const source = Readable.from(
-      (function* records() {
-        for (const row of rows) {
+      (async function* records() {
+        for await (const row of rows) {
           written++
           yield toRecord(row)
         }

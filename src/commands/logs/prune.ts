@@ -18,7 +18,7 @@ CSV log files (requests-YYYY-MM-DD.csv beside --csv-log) go when their whole UTC
   async run() {
     const f = this.flags
     const before = new Date(this.clock.now() - parseDuration(f['older-than'], '--older-than')).toISOString()
-    const span = this.store.logSpan(before)
+    const span = await this.store.logSpan(before)
     const csvFiles = csvFilesBefore(f['csv-log'] ?? defaultCsvBase(f.db), before)
     const range = span.rows > 0 ? ` (${span.first} to ${span.last})` : ''
     const files = csvFiles.map((file) => `\n  ${this.safe(file)}`).join('')
@@ -26,7 +26,7 @@ CSV log files (requests-YYYY-MM-DD.csv beside --csv-log) go when their whole UTC
       this.say(`Dry run: would delete ${span.rows} request-log rows from before ${before}${range} and ${csvFiles.length} CSV log files${files}`)
       return { dry_run: true, before, deleted: 0, would_delete: span.rows, first: span.first, last: span.last, csv_files: csvFiles }
     }
-    const deleted = this.store.pruneRequests(before)
+    const deleted = await this.store.pruneRequests(before)
     for (const file of csvFiles) rmSync(file, { force: true })
     this.say(`Deleted ${deleted} request-log rows from before ${before}${range} and ${csvFiles.length} CSV log files${files}`)
     this.say('Usage totals are kept; latency percentiles of the pruned requests are gone.')

@@ -34,7 +34,7 @@ Latency percentiles come from the log rows: "-" (null in --json) where some of a
     // The totals are kept per day: the range covers every day it touches.
     const fromDay = calendar.dayOf(Date.parse(since))
     const toDay = calendar.dayOf((until === undefined ? now : Date.parse(until)) - 1)
-    const key = this.flags.key ? this.keys.get(this.flags.key) : undefined
+    const key = this.flags.key ? await this.keys.get(this.flags.key) : undefined
     const by = this.flags.by as 'day' | 'key' | 'model' | 'upstream'
     const usageRange = { fromDay, toDay, keyId: key?.id }
     let groups = toDay < fromDay ? [] : by === 'upstream' ? [] : await this.store.usageBy(by, usageRange)
@@ -47,7 +47,7 @@ Latency percentiles come from the log rows: "-" (null in --json) where some of a
       const kept = sumGroups(await this.store.usageBy('day', usageRange)).requests
       unlogged = kept - sumGroups(groups).requests
     }
-    const names = by === 'key' ? new Map(this.keys.list().map((k) => [k.id, k.name])) : null
+    const names = by === 'key' ? new Map((await this.keys.list()).map((k) => [k.id, k.name])) : null
     const views = groups.map((g) => ({ group: g.group, view: groupView(g) }))
     const rows = views.map(({ group, view }) => ({ [by]: group === '' ? null : group, ...(names ? { key_name: names.get(group) ?? null } : {}), ...view }))
     const total = sumGroups(groups)

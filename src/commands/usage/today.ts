@@ -15,10 +15,10 @@ Latency percentiles come from the log rows: "-" (null in --json) where some of a
 
   async run() {
     const day = calendarOf(this.flags.timezone).dayOf(this.clock.now())
-    const groups = this.store.usageBy('key', { fromDay: day, toDay: day })
-    const defaults = this.store.getDefaults()
-    const keys = new Map(this.keys.list().map((k) => [k.id, k]))
-    const prefixes = this.keys.prefixesByKey()
+    const groups = await this.store.usageBy('key', { fromDay: day, toDay: day })
+    const defaults = await this.store.getDefaults()
+    const keys = new Map((await this.keys.list()).map((k) => [k.id, k]))
+    const prefixes = await this.keys.prefixesByKey()
     const rows = groups.map((g) => {
       const key = keys.get(g.group)
       const budget = key ? resolveKeyLimits(defaults, key.limits).limits.dailyTokens : null

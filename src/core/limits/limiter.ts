@@ -38,6 +38,11 @@ export interface Limiter {
   admitAddress(ip: string, limit: number | null): void | Promise<void>
   /** Counts a failed authentication from an address; 429 past `limit` a minute. */
   countAuthFailure(ip: string, limit: number | null): void | Promise<void>
+  /**
+   * Reads from the store what admitting on `now`'s budget day needs, before the day's first
+   * admission (the in-memory limiter: the day's spent totals); at once within a day.
+   */
+  prepare(now: number): Promise<void>
   /** The key's budget today (reports and tests). */
   budget(keyId: string): BudgetState | Promise<BudgetState>
   /** The budget day `now` falls in, and when it ends. */

@@ -6,7 +6,7 @@ import type { Clock } from '../clock.js'
 import { IpLimiter } from '../ip-limiter.js'
 import type { FairQueue } from '../queue.js'
 import type { ApiKey, Limits } from '../types.js'
-import type { Store } from '../../storage/store.js'
+import type { Store } from '../store.js'
 import type { Admission, AdmitOptions, Limiter } from './limiter.js'
 
 /**
@@ -39,6 +39,10 @@ export class MemoryLimiter implements Limiter {
 
   countAuthFailure(ip: string, limit: number | null): void {
     this.ips.countFailure(ip, limit, this.clock.now())
+  }
+
+  prepare(now: number): Promise<void> {
+    return this.ledger.prepare(now)
   }
 
   budget(keyId: string): BudgetState {

@@ -1,4 +1,4 @@
-import type { UsageGroup } from '../../storage/store.js'
+import type { UsageGroup } from '../store.js'
 import type { RequestRow } from '../types.js'
 import { isChatRoute } from '../usage.js'
 

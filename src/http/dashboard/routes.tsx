@@ -13,7 +13,7 @@ import { parseLimitValue } from '../../core/limits.js'
 import { CSV_FORMAT, LOG_COLUMNS, toCsvRecord } from '../../core/log-columns.js'
 import type { LimitOverrides } from '../../core/types.js'
 import { resolveRange, type UsageRangeView, type UsageViews } from '../../core/usage-views.js'
-import type { RequestFilter, Store } from '../../storage/store.js'
+import type { RequestFilter, Store } from '../../core/store.js'
 import type { AppEnv } from '../env.js'
 import { clientIp } from '../middleware/request-context.js'
 import { presentedKey } from '../middleware/auth.js'
@@ -236,7 +236,7 @@ export function dashboardRoutes(s: DashboardServices): Hono<DashEnv> {
     const name = `requests-${new Date(s.clock.now()).toISOString().slice(0, 10)}.csv`
     c.header('content-type', 'text/csv; charset=utf-8')
     c.header('content-disposition', `attachment; filename="${name}"`)
-    const rows = s.store.iterateRequests(filter)
+    const rows = s.store.iterateRequests(filter)[Symbol.asyncIterator]()
     const body = new ReadableStream<string>({
       start(controller) {
         controller.enqueue(stringify([[...LOG_COLUMNS]], CSV_FORMAT))

@@ -1,4 +1,4 @@
-import type { LoggedRequest } from '../../storage/store.js'
+import type { LoggedRequest } from '../../core/store.js'
 import type { ErrorView, GroupTotals, KeyBudget, Overview, UsageRangeView } from '../../core/usage-views.js'
 import type { LimitSource } from '../../core/limits.js'
 import { keyStatus } from '../../core/keys.js'

@@ -13,7 +13,7 @@ import type { Admission, AdmitOptions, Limiter } from '../../core/limits/limiter
 import { budgetRefusal, requestsRefusal, tokensRefusal } from '../../core/limits/refusals.js'
 import { abortError, type FairQueue } from '../../core/queue.js'
 import type { ApiKey, Limits, Usage } from '../../core/types.js'
-import type { Store } from '../store.js'
+import type { Store } from '../../core/store.js'
 import { ADDRESS_SCRIPT, ADMIT, ADMIT_SCRIPT, EXTEND_SCRIPT, RESIZE_SCRIPT, SETTLE_SCRIPT, SLOT_SCRIPT } from './scripts.js'
 
 /** Redis answered nothing for the timeout. */
@@ -151,6 +151,9 @@ export class RedisLimiter implements Limiter {
   resetAt(now: number): number {
     return this.o.calendar.nextDayStart(now)
   }
+
+  /** Nothing to read ahead: an empty Redis re-seeds the day's budgets itself. */
+  async prepare(): Promise<void> {}
 
   async budget(keyId: string): Promise<BudgetState> {
     const now = this.o.clock.now()

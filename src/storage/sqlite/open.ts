@@ -8,7 +8,7 @@ import * as schema from './schema.js'
 
 /** SQLite 3.51.3 fixes a WAL corruption race between two connections (the CLI and the server). */
 export const MIN_SQLITE_VERSION = '3.51.3'
-const MIGRATIONS = fileURLToPath(new URL('../../../migrations', import.meta.url))
+const MIGRATIONS = fileURLToPath(new URL('../../../migrations/sqlite', import.meta.url))
 
 export type Db = BetterSQLite3Database<typeof schema>
 

@@ -20,9 +20,11 @@ export class ServerLock {
    * holder. `shared`: servers whose limits live in Redis, any number of which may share the
    * database; each holds a read lock on the claim file, which a lone server's claim (it
    * commits its pid, which needs every read lock gone) cannot get past, and a shared claim
-   * first checks, with a brief write lock, that no lone server holds the file.
+   * first checks, with a brief write lock, that no lone server holds the file. `refusal`
+   * words a lone claim's refusal (the spool directory claims its own folder this way).
    */
-  static acquire(dbPath: string, shared = false): ServerLock {
+  static acquire(dbPath: string, options: { shared?: boolean; refusal?: (holder: number | null, path: string) => string } = {}): ServerLock {
+    const { shared = false, refusal = sqliteRefusal } = options
     const real = realpathSync(dbPath)
     const file = `${real}.server-lock`
     closeSync(openSync(file, 'a', 0o600)) // like the database: 0600 (SQLite gives its journal the same mode)
@@ -63,13 +65,17 @@ export class ServerLock {
       if (!isBusy(err)) throw err
       if (committing) throw databaseInUse(`Gateway servers with --redis are serving ${real}; a server without --redis would keep limits of its own beside theirs: give it the same --redis, or use another --db.`)
       if (shared) throw databaseInUse(`A gateway server without --redis (pid ${holder ?? 'unknown'}) is serving ${real}: servers share one database only when they all keep their limits in Redis.`)
-      throw databaseInUse(`Another gateway server (pid ${holder ?? 'unknown'}) is serving ${real}. One SQLite database takes one server, or every limit would count twice: stop that one, use another --db, or give every server the same --redis.`)
+      throw databaseInUse(refusal(holder, real))
     }
   }
 
   release(): void {
     if (this.conn.open) this.conn.close()
   }
+}
+
+function sqliteRefusal(holder: number | null, real: string): string {
+  return `Another gateway server (pid ${holder ?? 'unknown'}) is serving ${real}. One SQLite database takes one server, or every limit would count twice: stop that one, use another --db, or give every server the same --redis.`
 }
 
 function holderOf(conn: Database.Database): number | null {

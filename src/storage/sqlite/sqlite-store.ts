@@ -1,10 +1,12 @@
 import type { Statement } from 'better-sqlite3'
+import { setTimeout as delay } from 'node:timers/promises'
 import { and, asc, count, desc, eq, gt, gte, inArray, lt, lte, or, sql, type SQL } from 'drizzle-orm'
 import type { SQLiteColumn } from 'drizzle-orm/sqlite-core'
 import { nameTaken } from '../../core/keys.js'
 import { isChatRoute } from '../../core/usage.js'
 import type { ApiKey, DailyUsage, DefaultOverrides, KeySecret, RequestRow } from '../../core/types.js'
-import type { ErrorPoint, KeyPatch, LatencyCount as LatencyCountRow, LatencyFigures, LogCursor, LoggedRequest, LogSpan, NewKey, RequestFilter, SeriesPoint, Store, UsageGroup, UsageRange, UsageSpan } from '../store.js'
+import type { ErrorPoint, KeyPatch, LatencyCount as LatencyCountRow, LatencyFigures, LogCursor, LoggedRequest, LogSpan, NewKey, RequestFilter, SeriesPoint, Store, UsageGroup, UsageRange, UsageSpan } from '../../core/store.js'
+import { overlay } from '../overlay.js'
 import { isBusy, openDatabase, type OpenedDatabase } from './open.js'
 import { apiKeys, dailyUsage, keySecrets, latencyHourly, requestLog, settings, usageHourly, usageRollup } from './schema.js'
 import { latencyBucket } from '../../core/latency-histogram.js'
@@ -21,18 +23,6 @@ export const PRUNE_BATCH = 5_000
  * server's longest wait between two tries of a busy log write (request-log.ts).
  */
 const PRUNE_PAUSE_MS = 20
-
-/** Sleeps without returning to the event loop (the store's methods are synchronous). */
-function pause(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
-}
-
-/** `{...a, ...b}` where a property of `b` set to undefined removes it. */
-function overlay<T extends object>(a: T, b: T): T {
-  const out = { ...a, ...b } as Record<string, unknown>
-  for (const [k, v] of Object.entries(out)) if (v === undefined) delete out[k]
-  return out as T
-}
 
 type KeyRow = typeof apiKeys.$inferSelect
 
@@ -237,6 +227,7 @@ function sumForHours(rows: RequestRow[]): { sums: Iterable<HourlySum>; latencies
 }
 
 export class SqliteStore implements Store {
+  readonly kind = 'sqlite' as const
   private readonly opened: OpenedDatabase
   private readonly insertRow: (values: object) => unknown
   private readonly upsertUsage: (values: object) => unknown
@@ -372,7 +363,7 @@ export class SqliteStore implements Store {
     return this.opened.db
   }
 
-  createKey(key: NewKey, secret: KeySecret): void {
+  async createKey(key: NewKey, secret: KeySecret): Promise<void> {
     guardName(key.name, () =>
       this.db.transaction(
         (tx) => {
@@ -386,7 +377,7 @@ export class SqliteStore implements Store {
     )
   }
 
-  updateKey(id: string, patch: KeyPatch): void {
+  async updateKey(id: string, patch: KeyPatch): Promise<void> {
     // Read and write in one immediate transaction: two CLI runs cannot lose each other's limits.
     guardName(patch.name, () =>
       this.db.transaction(
@@ -407,15 +398,15 @@ export class SqliteStore implements Store {
     )
   }
 
-  revokeKey(id: string, at: number): void {
+  async revokeKey(id: string, at: number): Promise<void> {
     this.db.update(apiKeys).set({ revokedAt: at }).where(eq(apiKeys.id, id)).run()
   }
 
-  deleteKey(id: string): void {
+  async deleteKey(id: string): Promise<void> {
     this.db.delete(apiKeys).where(eq(apiKeys.id, id)).run() // its secrets go by the foreign key's cascade
   }
 
-  rotateSecret(keyId: string, secret: KeySecret, retireAt: number): void {
+  async rotateSecret(keyId: string, secret: KeySecret, retireAt: number): Promise<void> {
     this.db.transaction(
       (tx) => {
         tx.update(keySecrets)
@@ -428,11 +419,11 @@ export class SqliteStore implements Store {
     )
   }
 
-  listKeys(): ApiKey[] {
+  async listKeys(): Promise<ApiKey[]> {
     return this.db.select().from(apiKeys).orderBy(apiKeys.createdAt).all().map(toApiKey)
   }
 
-  findKey(idOrName: string): ApiKey | undefined {
+  async findKey(idOrName: string): Promise<ApiKey | undefined> {
     const row = this.db
       .select()
       .from(apiKeys)
@@ -442,7 +433,7 @@ export class SqliteStore implements Store {
     return row ? toApiKey(row) : undefined
   }
 
-  findSecrets(by: { prefix: string } | { hash: string }): KeySecret[] {
+  async findSecrets(by: { prefix: string } | { hash: string }): Promise<KeySecret[]> {
     return this.db
       .select()
       .from(keySecrets)
@@ -450,7 +441,7 @@ export class SqliteStore implements Store {
       .all()
   }
 
-  listLiveSecrets(now: number): KeySecret[] {
+  async listLiveSecrets(now: number): Promise<KeySecret[]> {
     return this.db
       .select()
       .from(keySecrets)
@@ -458,11 +449,11 @@ export class SqliteStore implements Store {
       .all()
   }
 
-  getDefaults(): DefaultOverrides {
+  async getDefaults(): Promise<DefaultOverrides> {
     return this.db.select().from(settings).where(eq(settings.name, DEFAULTS)).get()?.value ?? {}
   }
 
-  mergeDefaults(changes: DefaultOverrides): DefaultOverrides {
+  async mergeDefaults(changes: DefaultOverrides): Promise<DefaultOverrides> {
     return this.db.transaction(
       (tx) => {
         const current = tx.select().from(settings).where(eq(settings.name, DEFAULTS)).get()?.value ?? {}
@@ -481,7 +472,7 @@ export class SqliteStore implements Store {
     return this.dataVersion.get()!
   }
 
-  appendRequests(rows: RequestRow[]): boolean {
+  async appendRequests(rows: RequestRow[]): Promise<boolean> {
     try {
       this.appendBatch.immediate(rows)
       return true
@@ -492,11 +483,11 @@ export class SqliteStore implements Store {
     }
   }
 
-  dailyUsage(day: string): DailyUsage[] {
+  async dailyUsage(day: string): Promise<DailyUsage[]> {
     return this.db.select().from(dailyUsage).where(eq(dailyUsage.day, day)).all()
   }
 
-  usageBy(group: 'key' | 'day' | 'model', range: UsageRange): UsageGroup[] {
+  async usageBy(group: 'key' | 'day' | 'model', range: UsageRange): Promise<UsageGroup[]> {
     const g = ROLLUP_GROUP[group]
     const total = (column: SQLiteColumn) => sql<number>`sum(${column})`
     const sums = this.db
@@ -554,7 +545,7 @@ export class SqliteStore implements Store {
     return new Map(rows.map((r) => [r.grp, r]))
   }
 
-  usageSeries(span: UsageSpan, by: 'all' | 'key' | 'model', bucketMinutes: number): SeriesPoint[] {
+  async usageSeries(span: UsageSpan, by: 'all' | 'key' | 'model', bucketMinutes: number): Promise<SeriesPoint[]> {
     if ('fromDay' in span) {
       // Whole days: the kept totals, the same sums `gateway usage` and GET /usage report.
       const group = by === 'all' ? sql`''` : ROLLUP_GROUP[by]
@@ -587,7 +578,7 @@ export class SqliteStore implements Store {
       group by 1, 2 order by 1, 2`)
   }
 
-  latencyCounts(fromHour: string, toHour: string): LatencyCountRow[] {
+  async latencyCounts(fromHour: string, toHour: string): Promise<LatencyCountRow[]> {
     return this.db
       .select({ bucket: latencyHourly.bucket, requests: sql<number>`sum(${latencyHourly.requests})` })
       .from(latencyHourly)
@@ -596,7 +587,7 @@ export class SqliteStore implements Store {
       .all()
   }
 
-  latency(span: UsageSpan): LatencyFigures {
+  async latency(span: UsageSpan): Promise<LatencyFigures> {
     const r = this.db.get<{ n: number; p50: number | null; p95: number | null }>(sql`
       with r as (
         select latency_ms, row_number() over (order by latency_ms) as rn, count(*) over () as n
@@ -609,7 +600,7 @@ export class SqliteStore implements Store {
     return { rows: r.n, p50Ms: r.p50, p95Ms: r.p95 }
   }
 
-  errorsBy(window: { since: string; until: string }, bucket: 'day' | number): ErrorPoint[] {
+  async errorsBy(window: { since: string; until: string }, bucket: 'day' | number): Promise<ErrorPoint[]> {
     // Through request_log_errors, which holds the failed rows alone and covers this read.
     const group = bucket === 'day' ? sql`${requestLog.day}` : logBucket(window, bucket)
     return this.db.all<ErrorPoint>(sql`
@@ -618,7 +609,7 @@ export class SqliteStore implements Store {
       group by 1, 2, 3 order by 1, 2, 3`)
   }
 
-  listRequests(filter: RequestFilter, before: LogCursor | null, limit: number): LoggedRequest[] {
+  async listRequests(filter: RequestFilter, before: LogCursor | null, limit: number): Promise<LoggedRequest[]> {
     // An error status: the few failed rows of request_log_errors, which SQLite would not pick
     // by itself (it walks the timestamp index and reads every row of the range instead).
     const errorsOnly = filter.status !== undefined && filter.status >= 400
@@ -642,7 +633,7 @@ export class SqliteStore implements Store {
     return rows.map((r) => ({ id: r.id, row: toRequestRow(r) }))
   }
 
-  getRequest(id: number): RequestRow | undefined {
+  async getRequest(id: number): Promise<RequestRow | undefined> {
     const raw = this.opened.sqlite.prepare('select * from request_log where id = ?').get(id) as RawRequestRow | undefined
     return raw ? toRequestRow(raw) : undefined
   }
@@ -652,7 +643,7 @@ export class SqliteStore implements Store {
    * transaction), so a long export never pins a snapshot and the WAL can be checkpointed
    * while it runs. Pages walk the rowid, bounded by the ids the time filter allows.
    */
-  *iterateRequests(filter: RequestFilter): IterableIterator<RequestRow> {
+  async *iterateRequests(filter: RequestFilter): AsyncIterableIterator<RequestRow> {
     const span = this.idSpan(filter)
     if (span === null) return
     // One statement for every page: the filter's values, then the page's id bounds.
@@ -670,7 +661,7 @@ export class SqliteStore implements Store {
     }
   }
 
-  countRequests(filter: RequestFilter): number {
+  async countRequests(filter: RequestFilter): Promise<number> {
     const span = this.idSpan(filter)
     if (span === null) return 0
     const inSpan = and(whereOf(filter), gt(requestLog.id, span.after), lte(requestLog.id, span.last))
@@ -696,30 +687,30 @@ export class SqliteStore implements Store {
     return { after: first - 1, last }
   }
 
-  logSpan(before: string): LogSpan {
+  async logSpan(before: string): Promise<LogSpan> {
     const r = this.db.get<{ rows: number; first: string | null; last: string | null }>(
       sql`select count(*) as rows, min(${requestLog.timestamp}) as first, max(${requestLog.timestamp}) as last from ${requestLog} where ${requestLog.timestamp} < ${before}`,
     )
     return { rows: r.rows, first: r.first, last: r.last }
   }
 
-  pruneRequests(before: string): number {
+  async pruneRequests(before: string): Promise<number> {
     let deleted = 0
     for (;;) {
       const oldest = this.db.select({ id: requestLog.id }).from(requestLog).where(lt(requestLog.timestamp, before)).limit(PRUNE_BATCH)
       const n = this.db.delete(requestLog).where(inArray(requestLog.id, oldest)).run().changes
       deleted += n
       if (n < PRUNE_BATCH) return deleted
-      pause(PRUNE_PAUSE_MS) // the server's waiting log write gets the lock now
+      await delay(PRUNE_PAUSE_MS) // the server's waiting log write gets the lock now
     }
   }
 
   /** How many schema migrations this file has had. */
-  appliedMigrations(): number {
+  async appliedMigrations(): Promise<number> {
     return (this.opened.sqlite.prepare('select count(*) as n from __drizzle_migrations').get() as { n: number }).n
   }
 
-  close(): void {
+  async close(): Promise<void> {
     if (this.opened.sqlite.open) this.opened.sqlite.close()
   }
 }

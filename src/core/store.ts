@@ -1,4 +1,4 @@
-import type { ApiKey, DailyUsage, DefaultOverrides, KeySecret, LimitOverrides, RequestRow } from '../core/types.js'
+import type { ApiKey, DailyUsage, DefaultOverrides, KeySecret, LimitOverrides, RequestRow } from './types.js'
 
 export interface NewKey {
   id: string
@@ -110,60 +110,86 @@ export interface UsageGroup {
 }
 
 /**
- * The storage seam. Every atomic operation is one method, so another backend (Postgres,
- * Redis) implements the same method its own way. Methods are synchronous because the
- * embedded SQLite driver is; the hot path touches the store only through batched writes.
+ * Keys, their secrets and the default limits: the configuration the CLI writes and every
+ * gateway loads. Each atomic operation is one method, so each backend does it its own way.
  */
-export interface Store {
-  createKey(key: NewKey, secret: KeySecret): void
-  updateKey(id: string, patch: KeyPatch): void
-  revokeKey(id: string, at: number): void
+export interface KeyStore {
+  createKey(key: NewKey, secret: KeySecret): Promise<void>
+  updateKey(id: string, patch: KeyPatch): Promise<void>
+  revokeKey(id: string, at: number): Promise<void>
   /** Removes the key and its secrets; its request-log rows and daily usage stay. */
-  deleteKey(id: string): void
+  deleteKey(id: string): Promise<void>
   /** Adds a new secret and makes every older one of the key expire at `retireAt`. */
-  rotateSecret(keyId: string, secret: KeySecret, retireAt: number): void
-  listKeys(): ApiKey[]
+  rotateSecret(keyId: string, secret: KeySecret, retireAt: number): Promise<void>
+  listKeys(): Promise<ApiKey[]>
   /** By id, or by name whatever its case: the live key first, else the latest revoked one. */
-  findKey(idOrName: string): ApiKey | undefined
+  findKey(idOrName: string): Promise<ApiKey | undefined>
   /** Secrets (live or not) with this display prefix or this hash. */
-  findSecrets(by: { prefix: string } | { hash: string }): KeySecret[]
+  findSecrets(by: { prefix: string } | { hash: string }): Promise<KeySecret[]>
   /** Secrets that may still authenticate at `now` (not expired), with their key. */
-  listLiveSecrets(now: number): KeySecret[]
-  getDefaults(): DefaultOverrides
-  /** Lays `changes` over the defaults in one immediate transaction (undefined removes one); returns the result. */
-  mergeDefaults(changes: DefaultOverrides): DefaultOverrides
-  /** Changes whenever another connection commits; a cheap way to notice CLI writes. */
-  changeVersion(): number
+  listLiveSecrets(now: number): Promise<KeySecret[]>
+  getDefaults(): Promise<DefaultOverrides>
+  /** Lays `changes` over the defaults in one transaction (undefined removes one); returns the result. */
+  mergeDefaults(changes: DefaultOverrides): Promise<DefaultOverrides>
+}
 
+/** How a gateway notices configuration written by another process (the CLI, another gateway). */
+export interface ChangeMarker {
   /**
-   * Appends log rows and adds them to the kept usage totals in one transaction. Returns
+   * Differs from its last value once another connection committed a change. Synchronous and
+   * cheap (a local read): every request calls it; the reload it triggers is asynchronous.
+   */
+  changeVersion(): number
+}
+
+/** The request log and the usage totals kept beside it. */
+export interface UsageStore {
+  /**
+   * Appends log rows and adds them to the kept usage totals in one transaction. Resolves
    * false, having written nothing, when another connection holds the write lock.
    */
-  appendRequests(rows: RequestRow[]): boolean
+  appendRequests(rows: RequestRow[]): Promise<boolean>
   /** Per key on a day, from the kept totals (which `pruneRequests` leaves alone). */
-  dailyUsage(day: string): DailyUsage[]
+  dailyUsage(day: string): Promise<DailyUsage[]>
   /** Kept totals over whole days; latency from the log rows still there. */
-  usageBy(group: 'key' | 'day' | 'model', range: UsageRange): UsageGroup[]
+  usageBy(group: 'key' | 'day' | 'model', range: UsageRange): Promise<UsageGroup[]>
   /**
    * Sums per bucket (and key or model): whole days from the kept totals, a window in hours
    * from the hourly sums, in shorter buckets from the log rows.
    */
-  usageSeries(span: UsageSpan, by: 'all' | 'key' | 'model', bucketMinutes: number): SeriesPoint[]
+  usageSeries(span: UsageSpan, by: 'all' | 'key' | 'model', bucketMinutes: number): Promise<SeriesPoint[]>
   /** Requests per latency bucket over UTC hours `YYYY-MM-DDTHH`, both inclusive. */
-  latencyCounts(fromHour: string, toHour: string): LatencyCount[]
+  latencyCounts(fromHour: string, toHour: string): Promise<LatencyCount[]>
   /** Exact p50 and p95 latency over the span's log rows (a sort: for short spans). */
-  latency(span: UsageSpan): LatencyFigures
+  latency(span: UsageSpan): Promise<LatencyFigures>
   /** Answers with status >= 400 in a window, per budget day or time bucket (minutes), status and error code, from the log rows. */
-  errorsBy(window: { since: string; until: string }, bucket: 'day' | number): ErrorPoint[]
+  errorsBy(window: { since: string; until: string }, bucket: 'day' | number): Promise<ErrorPoint[]>
   /** Newest first (by timestamp, then id), `limit` rows after the cursor (keyset paging). */
-  listRequests(filter: RequestFilter, before: LogCursor | null, limit: number): LoggedRequest[]
-  getRequest(id: number): RequestRow | undefined
+  listRequests(filter: RequestFilter, before: LogCursor | null, limit: number): Promise<LoggedRequest[]>
+  getRequest(id: number): Promise<RequestRow | undefined>
   /** In id order, paged: no read transaction lasts the whole iteration. */
-  iterateRequests(filter: RequestFilter): IterableIterator<RequestRow>
-  countRequests(filter: RequestFilter): number
+  iterateRequests(filter: RequestFilter): AsyncIterable<RequestRow>
+  countRequests(filter: RequestFilter): Promise<number>
   /** What `pruneRequests(before)` would delete. */
-  logSpan(before: string): LogSpan
+  logSpan(before: string): Promise<LogSpan>
   /** Deletes log rows older than `before` in small transactions (the kept totals stay); returns how many. */
-  pruneRequests(before: string): number
-  close(): void
+  pruneRequests(before: string): Promise<number>
+}
+
+/** The log rows a shared store's gateway holds on local disk while the database is unreachable. */
+export interface SpoolState {
+  /** Rows written to the spool and not yet in the database. */
+  rows: number
+  bytes: number
+  /** Why the database refused the last write, while rows are spooled. */
+  lastError: string | null
+}
+
+/**
+ * The storage seam core depends on; the backends (src/storage/*) implement it. Asynchronous
+ * because a networked database is; the hot path touches it only through `changeVersion` and
+ * the batched `appendRequests`.
+ */
+export interface Store extends KeyStore, ChangeMarker, UsageStore {
+  close(): Promise<void>
 }
