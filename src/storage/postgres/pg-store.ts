@@ -12,6 +12,7 @@ import { ChangeListener } from './change-listener.js'
 import { migratePool, openPool, type PgDb, type PgOptions } from './open.js'
 import * as schema from './schema.js'
 import { apiKeys, dailyUsage, keySecrets, requestLog, settings, usageRollup } from './schema.js'
+import { toApiKey } from '../key-row.js'
 
 const DEFAULTS = 'limits'
 const EXPORT_PAGE = 500
@@ -20,19 +21,6 @@ const PRUNE_BATCH = 5_000
 const MAX_PARAMS = 65_535
 
 type KeyRow = typeof apiKeys.$inferSelect
-
-function toApiKey(row: KeyRow): ApiKey {
-  return {
-    id: row.id,
-    name: row.name,
-    admin: row.role === 'admin',
-    createdAt: row.createdAt,
-    expiresAt: row.expiresAt,
-    revokedAt: row.revokedAt,
-    limits: row.limits ?? {},
-    models: row.models ?? null,
-  }
-}
 
 /** The unique index on live names turns a race past KeyManager's check into a 409. */
 async function guardName<T>(name: string | undefined, write: () => Promise<T>): Promise<T> {

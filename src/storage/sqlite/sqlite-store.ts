@@ -10,6 +10,7 @@ import { overlay } from '../overlay.js'
 import { isBusy, openDatabase, type OpenedDatabase } from './open.js'
 import { apiKeys, dailyUsage, keySecrets, latencyHourly, requestLog, settings, usageHourly, usageRollup } from './schema.js'
 import { latencyBucket } from '../../core/latency-histogram.js'
+import { toApiKey } from '../key-row.js'
 
 /** Rows per page of an export: each page is its own statement, so no read lasts the whole run. */
 const EXPORT_PAGE = 500
@@ -33,19 +34,6 @@ function guardName<T>(name: string | undefined, write: () => T): T {
   } catch (err) {
     if ((err as { code?: unknown }).code === 'SQLITE_CONSTRAINT_UNIQUE' && String(err).includes('api_keys_live_name')) throw nameTaken(name ?? '')
     throw err
-  }
-}
-
-function toApiKey(row: KeyRow): ApiKey {
-  return {
-    id: row.id,
-    name: row.name,
-    admin: row.role === 'admin',
-    createdAt: row.createdAt,
-    expiresAt: row.expiresAt,
-    revokedAt: row.revokedAt,
-    limits: row.limits ?? {},
-    models: row.models ?? null,
   }
 }
 
