@@ -42,6 +42,18 @@ export const settings = sqliteTable('settings', {
   value: text('value', { mode: 'json' }).$type<DefaultOverrides>().notNull(),
 })
 
+/** The sums both rollups keep beside their request counts. */
+const outcomeSums = () => ({
+  /** Answers with status >= 400 (429s included). */
+  errors: integer('errors').notNull().default(0),
+  rateLimited: integer('rate_limited').notNull().default(0),
+  promptTokens: integer('prompt_tokens').notNull().default(0),
+  completionTokens: integer('completion_tokens').notNull().default(0),
+  totalTokens: integer('total_tokens').notNull().default(0),
+  /** Null while no request of the group had a priced model. */
+  costMicros: integer('cost_micros'),
+})
+
 /**
  * The kept totals: requests and tokens summed per budget day, key and model, written in the
  * same transaction as the log rows and never pruned. Every usage report reads them, so
@@ -57,14 +69,7 @@ export const usageRollup = sqliteTable(
     requests: integer('requests').notNull().default(0),
     /** Requests to the chat routes (`/chat`, `/v1/chat/completions`). */
     chatRequests: integer('chat_requests').notNull().default(0),
-    /** Answers with status >= 400 (429s included). */
-    errors: integer('errors').notNull().default(0),
-    rateLimited: integer('rate_limited').notNull().default(0),
-    promptTokens: integer('prompt_tokens').notNull().default(0),
-    completionTokens: integer('completion_tokens').notNull().default(0),
-    totalTokens: integer('total_tokens').notNull().default(0),
-    /** Null while no request of the group had a priced model. */
-    costMicros: integer('cost_micros'),
+    ...outcomeSums(),
   },
   (t) => [primaryKey({ columns: [t.day, t.keyId, t.model] })],
 )
@@ -80,12 +85,7 @@ export const usageHourly = sqliteTable(
     keyId: text('key_id').notNull(),
     model: text('model').notNull(),
     requests: integer('requests').notNull().default(0),
-    errors: integer('errors').notNull().default(0),
-    rateLimited: integer('rate_limited').notNull().default(0),
-    promptTokens: integer('prompt_tokens').notNull().default(0),
-    completionTokens: integer('completion_tokens').notNull().default(0),
-    totalTokens: integer('total_tokens').notNull().default(0),
-    costMicros: integer('cost_micros'),
+    ...outcomeSums(),
   },
   (t) => [primaryKey({ columns: [t.hour, t.keyId, t.model] })],
 )

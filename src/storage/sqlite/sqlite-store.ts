@@ -1,7 +1,7 @@
 import type { Statement } from 'better-sqlite3'
 import { setTimeout as delay } from 'node:timers/promises'
-import { and, asc, count, desc, eq, gt, gte, inArray, lt, lte, or, sql, type SQL } from 'drizzle-orm'
-import type { SQLiteColumn } from 'drizzle-orm/sqlite-core'
+import { and, asc, count, desc, eq, getTableColumns, gt, gte, inArray, lt, lte, or, sql, type SQL } from 'drizzle-orm'
+import type { SQLiteColumn, SQLiteTable } from 'drizzle-orm/sqlite-core'
 import { nameTaken } from '../../core/keys.js'
 import { isChatRoute } from '../../core/usage.js'
 import type { ApiKey, DailyUsage, DefaultOverrides, KeySecret, RequestRow } from '../../core/types.js'
@@ -132,6 +132,29 @@ const LOG_GROUP = {
 
 const ROLLUP_GROUP = { key: usageRollup.keyId, day: usageRollup.day, model: usageRollup.model } as const
 
+/**
+ * Every column but the rowid as a named placeholder of the same name: an INSERT's values,
+ * filled from a row object by `rawStatement`.
+ */
+function placeholdersOf<T extends SQLiteTable>(table: T): T['$inferInsert'] {
+  const columns = Object.keys(getTableColumns(table)).filter((property) => property !== 'id')
+  return Object.fromEntries(columns.map((property) => [property, sql.placeholder(property)])) as T['$inferInsert']
+}
+
+/**
+ * An upsert into a table of sums (the rollups): a row whose key is there already adds its
+ * counts; a null cost (no priced model) leaves the cost as it was.
+ */
+function sumUpsert<T extends SQLiteTable>(db: OpenedDatabase['db'], table: T, key: SQLiteColumn[]) {
+  const set: Record<string, SQL> = {}
+  for (const [property, column] of Object.entries(getTableColumns(table))) {
+    if (key.includes(column)) continue
+    const excluded = sql`excluded.${sql.identifier(column.name)}`
+    set[property] = property === 'costMicros' ? sql`case when ${excluded} is null then ${column} else coalesce(${column}, 0) + ${excluded} end` : sql`${column} + ${excluded}`
+  }
+  return db.insert(table).values(placeholdersOf(table)).onConflictDoUpdate({ target: key, set })
+}
+
 type RollupSum = typeof usageRollup.$inferInsert
 type HourlySum = typeof usageHourly.$inferInsert
 type LatencyCount = typeof latencyHourly.$inferInsert
@@ -229,101 +252,9 @@ export class SqliteStore implements Store {
   constructor(opened: OpenedDatabase) {
     this.opened = opened
     const { db } = opened
-    this.insertRow = rawStatement(
-      opened.sqlite,
-      db
-      .insert(requestLog)
-      .values({
-        timestamp: sql.placeholder('timestamp'),
-        requestId: sql.placeholder('requestId'),
-        keyId: sql.placeholder('keyId'),
-        keyName: sql.placeholder('keyName'),
-        ip: sql.placeholder('ip'),
-        method: sql.placeholder('method'),
-        route: sql.placeholder('route'),
-        model: sql.placeholder('model'),
-        status: sql.placeholder('status'),
-        errorCode: sql.placeholder('errorCode'),
-        promptTokens: sql.placeholder('promptTokens'),
-        completionTokens: sql.placeholder('completionTokens'),
-        totalTokens: sql.placeholder('totalTokens'),
-        estimated: sql.placeholder('estimated'),
-        latencyMs: sql.placeholder('latencyMs'),
-        upstreamMs: sql.placeholder('upstreamMs'),
-        queuedMs: sql.placeholder('queuedMs'),
-        streamed: sql.placeholder('streamed'),
-        userAgent: sql.placeholder('userAgent'),
-        costMicros: sql.placeholder('costMicros'),
-        day: sql.placeholder('day'),
-        requestBody: sql.placeholder('requestBody'),
-        responseBody: sql.placeholder('responseBody'),
-        upstream: sql.placeholder('upstream'),
-        servedModel: sql.placeholder('servedModel'),
-        attempts: sql.placeholder('attempts'),
-      }),
-    )
-    const add = (column: keyof RollupSum & keyof typeof usageRollup) => sql`${usageRollup[column]} + excluded.${sql.identifier(usageRollup[column].name)}`
-    this.upsertUsage = rawStatement(
-      opened.sqlite,
-      db
-      .insert(usageRollup)
-      .values({
-        day: sql.placeholder('day'),
-        keyId: sql.placeholder('keyId'),
-        model: sql.placeholder('model'),
-        requests: sql.placeholder('requests'),
-        chatRequests: sql.placeholder('chatRequests'),
-        errors: sql.placeholder('errors'),
-        rateLimited: sql.placeholder('rateLimited'),
-        promptTokens: sql.placeholder('promptTokens'),
-        completionTokens: sql.placeholder('completionTokens'),
-        totalTokens: sql.placeholder('totalTokens'),
-        costMicros: sql.placeholder('costMicros'),
-      })
-      .onConflictDoUpdate({
-        target: [usageRollup.day, usageRollup.keyId, usageRollup.model],
-        set: {
-          requests: add('requests'),
-          chatRequests: add('chatRequests'),
-          errors: add('errors'),
-          rateLimited: add('rateLimited'),
-          promptTokens: add('promptTokens'),
-          completionTokens: add('completionTokens'),
-          totalTokens: add('totalTokens'),
-          costMicros: sql`case when excluded.cost_micros is null then ${usageRollup.costMicros} else coalesce(${usageRollup.costMicros}, 0) + excluded.cost_micros end`,
-        },
-      }),
-    )
-    const addHourly = (column: keyof HourlySum & keyof typeof usageHourly) => sql`${usageHourly[column]} + excluded.${sql.identifier(usageHourly[column].name)}`
-    this.upsertHourly = rawStatement(
-      opened.sqlite,
-      db
-        .insert(usageHourly)
-        .values({
-          hour: sql.placeholder('hour'),
-          keyId: sql.placeholder('keyId'),
-          model: sql.placeholder('model'),
-          requests: sql.placeholder('requests'),
-          errors: sql.placeholder('errors'),
-          rateLimited: sql.placeholder('rateLimited'),
-          promptTokens: sql.placeholder('promptTokens'),
-          completionTokens: sql.placeholder('completionTokens'),
-          totalTokens: sql.placeholder('totalTokens'),
-          costMicros: sql.placeholder('costMicros'),
-        })
-        .onConflictDoUpdate({
-          target: [usageHourly.hour, usageHourly.keyId, usageHourly.model],
-          set: {
-            requests: addHourly('requests'),
-            errors: addHourly('errors'),
-            rateLimited: addHourly('rateLimited'),
-            promptTokens: addHourly('promptTokens'),
-            completionTokens: addHourly('completionTokens'),
-            totalTokens: addHourly('totalTokens'),
-            costMicros: sql`case when excluded.cost_micros is null then ${usageHourly.costMicros} else coalesce(${usageHourly.costMicros}, 0) + excluded.cost_micros end`,
-          },
-        }),
-    )
+    this.insertRow = rawStatement(opened.sqlite, db.insert(requestLog).values(placeholdersOf(requestLog)))
+    this.upsertUsage = rawStatement(opened.sqlite, sumUpsert(db, usageRollup, [usageRollup.day, usageRollup.keyId, usageRollup.model]))
+    this.upsertHourly = rawStatement(opened.sqlite, sumUpsert(db, usageHourly, [usageHourly.hour, usageHourly.keyId, usageHourly.model]))
     this.upsertLatency = rawStatement(
       opened.sqlite,
       db
