@@ -4,7 +4,7 @@ import { GatewayError, rateLimited, upstreamError } from '../core/errors.js'
 import { abortError } from '../core/queue.js'
 import { markRetryable, type Upstream } from '../core/upstream.js'
 import { connectionCause, UpstreamHealth, type FailureCause } from './health.js'
-import { readCapped, readWhole, type RawHeaders, type Transport, type TransportResponse } from './transport.js'
+import { MAX_READ_BYTES, readWhole, type RawHeaders, type Transport, type TransportRequest, type TransportResponse } from './transport.js'
 
 /** How the URL and the credential header are built: OpenAI's shape, or Azure OpenAI's deployments. */
 export type Provider =
@@ -72,12 +72,18 @@ export class HttpUpstream implements Upstream {
   async complete(model: string, body: Uint8Array, signal: AbortSignal, timeoutMs = Infinity): Promise<Uint8Array> {
     const deadline = new Deadline(Math.min(this.options.totalTimeoutMs, timeoutMs))
     try {
-      const res = await this.post(model, body, signal, deadline)
-      return await readCapped(deadline.guard(res.body), MAX_RESPONSE_BYTES, () => upstreamError(502, `The upstream's answer exceeded ${MAX_RESPONSE_BYTES} bytes`, 'upstream_too_large'))
+      // The body within the whole-request deadline; an error page, like `send`'s, within the first-byte timeout.
+      const bound = (status: number) => (ok(status) ? { maxBytes: MAX_RESPONSE_BYTES, withinMs: Math.max(0, deadline.remaining()) } : { maxBytes: MAX_READ_BYTES, withinMs: this.options.firstByteTimeoutMs })
+      const res = await this.transport.sendWhole(this.request('POST', this.chatUrl(model), body, signal, deadline.remaining()), bound)
+      deadline.answered = true
+      if (!ok(res.status)) throw new UpstreamStatus(res.status, res.headers, res.body.toString('utf8'))
+      this.health.success()
+      if (res.cut === 'time') deadline.expired = true
+      if (res.cut === 'size') throw upstreamError(502, `The upstream's answer exceeded ${MAX_RESPONSE_BYTES} bytes`, 'upstream_too_large')
+      if (res.cut !== null) throw new Error(`the upstream's answer was cut (${res.cut})`)
+      return res.body
     } catch (err) {
       throw this.toGatewayError(err, signal, deadline)
-    } finally {
-      deadline.end()
     }
   }
 
@@ -138,14 +144,12 @@ export class HttpUpstream implements Upstream {
   }
 
   /**
-   * One call: headers within the first-byte timeout and never past the whole-request one (the
-   * Deadline takes over once they are in). An answer other than 2xx is read whole (bounded)
-   * and thrown as an UpstreamStatus.
+   * One streamed call (the Deadline takes over once the headers are in). An answer other than
+   * 2xx is read whole (bounded) and thrown as an UpstreamStatus.
    */
   private async send(method: 'GET' | 'POST', url: string, body: Uint8Array | undefined, signal: AbortSignal, remainingMs = Infinity): Promise<TransportResponse> {
-    const headersTimeoutMs = Math.max(1, Math.min(this.options.firstByteTimeoutMs, remainingMs))
-    const res = await this.transport.send({ url, method, headers: this.headers, body, signal, headersTimeoutMs })
-    if (res.status >= 200 && res.status < 300) return res
+    const res = await this.transport.send(this.request(method, url, body, signal, remainingMs))
+    if (ok(res.status)) return res
     let text = ''
     try {
       text = (await readWhole(res.body, this.options.firstByteTimeoutMs)).toString('utf8')
@@ -153,6 +157,11 @@ export class HttpUpstream implements Upstream {
       res.body.destroy() // a stalled or endless error page: the status says enough
     }
     throw new UpstreamStatus(res.status, res.headers, text)
+  }
+
+  /** A call's headers are due within the first-byte timeout, and never past the whole-request one. */
+  private request(method: 'GET' | 'POST', url: string, body: Uint8Array | undefined, signal: AbortSignal, remainingMs: number): TransportRequest {
+    return { url, method, headers: this.headers, body, signal, headersTimeoutMs: Math.max(1, Math.min(this.options.firstByteTimeoutMs, remainingMs)) }
   }
 
   /**
@@ -239,6 +248,10 @@ class UpstreamStatus extends Error {
       return {}
     }
   }
+}
+
+function ok(status: number): boolean {
+  return status >= 200 && status < 300
 }
 
 function hasCode(err: unknown, code: string): boolean {

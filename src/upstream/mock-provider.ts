@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream'
 import { countPromptTokens, countTextTokens } from '../core/tokens.js'
-import type { Transport, TransportResponse } from './transport.js'
+import { wholeOverStream, type Transport, type TransportRequest, type TransportResponse } from './transport.js'
 
 /**
  * The built-in mock provider: a deterministic OpenAI-compatible upstream that echoes the last
@@ -110,26 +110,28 @@ export function warmMockProvider(): void {
 export function createMockTransport(): Transport {
   warmMockProvider()
   let counter = 0
+  const send = async (req: TransportRequest): Promise<TransportResponse> => {
+    const url = new URL(req.url)
+    if (url.pathname.endsWith('/models')) {
+      return json(200, { object: 'list', data: MOCK_MODELS.map((id) => ({ id, object: 'model', created: CREATED, owned_by: 'gateway-mock' })) })
+    }
+    if (!url.pathname.endsWith('/chat/completions') || req.method !== 'POST') {
+      return json(404, { error: { message: 'Unknown mock route', type: 'invalid_request_error', code: 'not_found', param: null } })
+    }
+    let body: ChatBody
+    try {
+      body = JSON.parse(new TextDecoder().decode(req.body)) as ChatBody
+    } catch {
+      return json(400, { error: { message: 'Invalid JSON', type: 'invalid_request_error', code: null, param: null } })
+    }
+    const id = `chatcmpl-mock${++counter}`
+    if (!body.stream) return json(200, mockCompletion(body, id))
+    const events = mockChunks(body, id).map((c) => `data: ${JSON.stringify(c)}\n\n`)
+    return respond(200, 'text/event-stream', [...events, 'data: [DONE]\n\n'])
+  }
   return {
-    async send(req) {
-      const url = new URL(req.url)
-      if (url.pathname.endsWith('/models')) {
-        return json(200, { object: 'list', data: MOCK_MODELS.map((id) => ({ id, object: 'model', created: CREATED, owned_by: 'gateway-mock' })) })
-      }
-      if (!url.pathname.endsWith('/chat/completions') || req.method !== 'POST') {
-        return json(404, { error: { message: 'Unknown mock route', type: 'invalid_request_error', code: 'not_found', param: null } })
-      }
-      let body: ChatBody
-      try {
-        body = JSON.parse(new TextDecoder().decode(req.body)) as ChatBody
-      } catch {
-        return json(400, { error: { message: 'Invalid JSON', type: 'invalid_request_error', code: null, param: null } })
-      }
-      const id = `chatcmpl-mock${++counter}`
-      if (!body.stream) return json(200, mockCompletion(body, id))
-      const events = mockChunks(body, id).map((c) => `data: ${JSON.stringify(c)}\n\n`)
-      return respond(200, 'text/event-stream', [...events, 'data: [DONE]\n\n'])
-    },
+    send,
+    sendWhole: async (req, bound) => wholeOverStream(await send(req), bound),
     close: async () => {},
   }
 }
