@@ -17,6 +17,7 @@ import { withFirstChunk } from './routing/retries.js'
 import type { Route, Router } from './routing/router.js'
 import { markRetryable, type Upstream } from './upstream.js'
 import type { ApiKey, DefaultOverrides, IpLimits, Limits, RequestRow, Usage } from './types.js'
+import type { Cancel, CancelSignal } from './cancel.js'
 
 export interface GatewayOptions extends QueueOptions {
   /** Model for the seed's /chat route. */
@@ -54,7 +55,7 @@ export interface StreamedCompletion {
 
 /** One upstream call: its request's signal, which aborts when the client leaves or at the shutdown deadline. */
 interface Call {
-  readonly signal: AbortSignal
+  readonly signal: CancelSignal
   done(): void
 }
 
@@ -63,7 +64,7 @@ const decoder = new TextDecoder()
 
 /**
  * The gateway's core: authentication, limits, the chat flow and metering. It knows no HTTP
- * framework; the HTTP layer hands it a RequestRecord and an abort controller per request.
+ * framework; the HTTP layer hands it a RequestRecord and a Cancel per request.
  */
 export class Gateway {
   readonly queue: FairQueue
@@ -78,7 +79,7 @@ export class Gateway {
   private loading: Promise<void> | null = null
   private reloadFailing = false
   /** Upstream calls in flight, for the shutdown deadline to cancel. */
-  private readonly calls = new Set<AbortController>()
+  private readonly calls = new Set<Cancel>()
   private stopping = false
   /** The reason the shutdown deadline cancelled calls with. */
   private cut: GatewayError | null = null
@@ -200,7 +201,7 @@ export class Gateway {
   cutInFlight(): number {
     this.cut = shuttingDown()
     const cut = [...this.calls]
-    for (const controller of cut) controller.abort(this.cut)
+    for (const cancel of cut) cancel.abort(this.cut)
     return cut.length
   }
 
@@ -216,10 +217,10 @@ export class Gateway {
   }
 
   /** A non-streamed completion: admitted, forwarded, metered. */
-  async complete(record: RequestRecord, key: ApiKey, prepared: PreparedChat, abort: AbortController, queueTimeoutMs?: number): Promise<Completion> {
-    const { route, admission } = await this.begin(record, key, prepared, abort.signal, queueTimeoutMs)
+  async complete(record: RequestRecord, key: ApiKey, prepared: PreparedChat, cancel: Cancel, queueTimeoutMs?: number): Promise<Completion> {
+    const { route, admission } = await this.begin(record, key, prepared, cancel, queueTimeoutMs)
     const started = performance.now()
-    const call = this.track(abort)
+    const call = this.track(cancel)
     let bytes: Uint8Array
     try {
       bytes = await this.deps.router.run(route, record, call.signal, (upstream, model, timeoutMs) => upstream.complete(model, bodyFor(prepared, model), call.signal, timeoutMs))
@@ -244,10 +245,10 @@ export class Gateway {
   }
 
   /** A streamed completion: SSE relayed event by event, metered, logged before its last event. */
-  async stream(record: RequestRecord, key: ApiKey, prepared: PreparedChat, abort: AbortController, queueTimeoutMs?: number): Promise<StreamedCompletion> {
-    const { route, admission } = await this.begin(record, key, prepared, abort.signal, queueTimeoutMs)
+  async stream(record: RequestRecord, key: ApiKey, prepared: PreparedChat, cancel: Cancel, queueTimeoutMs?: number): Promise<StreamedCompletion> {
+    const { route, admission } = await this.begin(record, key, prepared, cancel, queueTimeoutMs)
     const started = performance.now()
-    const call = this.track(abort)
+    const call = this.track(cancel)
     // With another upstream to fall back to, the first chunk is awaited before anything reaches
     // the client, so a stream that breaks before its first byte may still go elsewhere.
     const attempt = async (upstream: Upstream, model: string, timeoutMs: number, more: boolean) => {
@@ -280,7 +281,7 @@ export class Gateway {
   }
 
   /** The route, found before admission (an unknown model reserves nothing), and the admission. */
-  private async begin(record: RequestRecord, key: ApiKey, prepared: PreparedChat, signal: AbortSignal, queueTimeoutMs?: number): Promise<{ route: Route; admission: Admission }> {
+  private async begin(record: RequestRecord, key: ApiKey, prepared: PreparedChat, signal: CancelSignal, queueTimeoutMs?: number): Promise<{ route: Route; admission: Admission }> {
     if (this.stopping) throw shuttingDown()
     record.model = prepared.model
     if (this.deps.options.logBodies) record.requestBody = JSON.stringify(prepared.body)
@@ -302,14 +303,10 @@ export class Gateway {
     admission.settle(usage ?? record.usage)
   }
 
-  /**
-   * The request's controller, held while its upstream call runs so the shutdown deadline can
-   * abort it too (the HTTP layer aborts it when the client leaves). One controller per
-   * request, not one per call linked to the client's: each cost microseconds and garbage.
-   */
-  private track(controller: AbortController): Call {
-    this.calls.add(controller)
-    return { signal: controller.signal, done: () => this.calls.delete(controller) }
+  /** The request's cancellation, held while its upstream call runs so the shutdown deadline can abort it too. */
+  private track(cancel: Cancel): Call {
+    this.calls.add(cancel)
+    return { signal: cancel, done: () => this.calls.delete(cancel) }
   }
 
   /**

@@ -1,5 +1,6 @@
 import type { Clock } from './clock.js'
 import { GatewayError, unavailable } from './errors.js'
+import type { CancelSignal } from './cancel.js'
 
 export interface Slot {
   /** How long the request waited for its slot. */
@@ -38,7 +39,7 @@ export function clientClosed(): GatewayError {
  * Why a call was aborted: the gateway's own reason (shutting down) when it gave one, else
  * the client left.
  */
-export function abortError(signal: AbortSignal): GatewayError {
+export function abortError(signal: CancelSignal): GatewayError {
   return signal.reason instanceof GatewayError ? signal.reason : clientClosed()
 }
 
@@ -69,7 +70,7 @@ export class FairQueue {
     return this.inflight
   }
 
-  acquire(keyId: string, cap: number | null, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Slot | Promise<Slot> {
+  acquire(keyId: string, cap: number | null, opts: { signal?: CancelSignal; timeoutMs?: number } = {}): Slot | Promise<Slot> {
     if (this.closedWith) throw this.closedWith
     const lane = this.lane(keyId)
     if (lane.waiting.length === 0 && this.fits(lane, cap)) return this.grant(keyId, lane, 0)

@@ -1,4 +1,5 @@
 import type { GatewayError } from './errors.js'
+import type { CancelSignal } from './cancel.js'
 
 /**
  * What core needs from an upstream. Bodies travel as bytes: the gateway forwards what the
@@ -13,11 +14,11 @@ export interface Upstream {
   readonly description: string
   readonly isMock: boolean
   /** A non-streamed chat completion of `model`: the upstream's response body, byte for byte; within `timeoutMs` (and its own timeout). */
-  complete(model: string, body: Uint8Array, signal: AbortSignal, timeoutMs?: number): Promise<Uint8Array>
+  complete(model: string, body: Uint8Array, signal: CancelSignal, timeoutMs?: number): Promise<Uint8Array>
   /** A streamed chat completion of `model`: raw SSE bytes as they arrive. */
-  stream(model: string, body: Uint8Array, signal: AbortSignal, timeoutMs?: number): Promise<AsyncIterable<Uint8Array>>
+  stream(model: string, body: Uint8Array, signal: CancelSignal, timeoutMs?: number): Promise<AsyncIterable<Uint8Array>>
   /** Model ids the upstream offers. */
-  models(signal?: AbortSignal): Promise<string[]>
+  models(signal?: CancelSignal): Promise<string[]>
   /** An upstream-written text made safe to show a client: no credential, no control character. */
   scrub(text: string): string
 }

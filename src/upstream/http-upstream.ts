@@ -5,6 +5,7 @@ import { abortError } from '../core/queue.js'
 import { markRetryable, type Upstream } from '../core/upstream.js'
 import { connectionCause, UpstreamHealth, type FailureCause } from './health.js'
 import { MAX_READ_BYTES, readWhole, type RawHeaders, type Transport, type TransportRequest, type TransportResponse } from './transport.js'
+import type { CancelSignal } from '../core/cancel.js'
 
 /** How the URL and the credential header are built: OpenAI's shape, or Azure OpenAI's deployments. */
 export type Provider =
@@ -69,7 +70,7 @@ export class HttpUpstream implements Upstream {
     this.headers = { 'content-type': 'application/json', accept: 'application/json', ...auth }
   }
 
-  async complete(model: string, body: Uint8Array, signal: AbortSignal, timeoutMs = Infinity): Promise<Uint8Array> {
+  async complete(model: string, body: Uint8Array, signal: CancelSignal, timeoutMs = Infinity): Promise<Uint8Array> {
     const deadline = new Deadline(Math.min(this.options.totalTimeoutMs, timeoutMs))
     try {
       // The body within the whole-request deadline; an error page, like `send`'s, within the first-byte timeout.
@@ -87,7 +88,7 @@ export class HttpUpstream implements Upstream {
     }
   }
 
-  async stream(model: string, body: Uint8Array, signal: AbortSignal, timeoutMs = Infinity): Promise<AsyncIterable<Uint8Array>> {
+  async stream(model: string, body: Uint8Array, signal: CancelSignal, timeoutMs = Infinity): Promise<AsyncIterable<Uint8Array>> {
     const deadline = new Deadline(Math.min(this.options.totalTimeoutMs, timeoutMs))
     let source: Readable
     try {
@@ -110,7 +111,7 @@ export class HttpUpstream implements Upstream {
     })()
   }
 
-  async models(signal?: AbortSignal): Promise<string[]> {
+  async models(signal?: CancelSignal): Promise<string[]> {
     const provider = this.options.provider
     if (provider.kind === 'azure') return Object.keys(provider.deployments) // Azure lists no deployments to a data-plane key
     const client = signal ?? new AbortController().signal
@@ -137,7 +138,7 @@ export class HttpUpstream implements Upstream {
     return `${this.base}/openai/deployments/${deployment}/chat/completions?api-version=${encodeURIComponent(provider.apiVersion)}`
   }
 
-  private async post(model: string, body: Uint8Array, signal: AbortSignal, deadline: Deadline): Promise<TransportResponse> {
+  private async post(model: string, body: Uint8Array, signal: CancelSignal, deadline: Deadline): Promise<TransportResponse> {
     const res = await this.send('POST', this.chatUrl(model), body, signal, deadline.remaining())
     this.health.success()
     return res
@@ -147,7 +148,7 @@ export class HttpUpstream implements Upstream {
    * One streamed call (the Deadline takes over once the headers are in). An answer other than
    * 2xx is read whole (bounded) and thrown as an UpstreamStatus.
    */
-  private async send(method: 'GET' | 'POST', url: string, body: Uint8Array | undefined, signal: AbortSignal, remainingMs = Infinity): Promise<TransportResponse> {
+  private async send(method: 'GET' | 'POST', url: string, body: Uint8Array | undefined, signal: CancelSignal, remainingMs = Infinity): Promise<TransportResponse> {
     const res = await this.transport.send(this.request(method, url, body, signal, remainingMs))
     if (ok(res.status)) return res
     let text = ''
@@ -160,7 +161,7 @@ export class HttpUpstream implements Upstream {
   }
 
   /** A call's headers are due within the first-byte timeout, and never past the whole-request one. */
-  private request(method: 'GET' | 'POST', url: string, body: Uint8Array | undefined, signal: AbortSignal, remainingMs: number): TransportRequest {
+  private request(method: 'GET' | 'POST', url: string, body: Uint8Array | undefined, signal: CancelSignal, remainingMs: number): TransportRequest {
     return { url, method, headers: this.headers, body, signal, headersTimeoutMs: Math.max(1, Math.min(this.options.firstByteTimeoutMs, remainingMs)) }
   }
 
@@ -168,7 +169,7 @@ export class HttpUpstream implements Upstream {
    * Maps any failure to a clean GatewayError whose message holds no credential, and notes the
    * upstream's share in its health (not a client that left, nor a request it rejected).
    */
-  private toGatewayError(err: unknown, client: AbortSignal, deadline: Deadline | null): GatewayError {
+  private toGatewayError(err: unknown, client: CancelSignal, deadline: Deadline | null): GatewayError {
     if (err instanceof GatewayError) return err
     if (client.aborted) return abortError(client)
     const note = (cause: FailureCause, status: number | null = null) => this.health.failure(cause, status)

@@ -1,5 +1,6 @@
 import { Agent, request, type Dispatcher } from 'undici'
 import type { Readable } from 'node:stream'
+import type { CancelSignal } from '../core/cancel.js'
 
 /** One HTTP call to an upstream, as the upstream client makes it. */
 export interface TransportRequest {
@@ -7,7 +8,7 @@ export interface TransportRequest {
   method: 'GET' | 'POST'
   headers: Record<string, string>
   body?: Uint8Array
-  signal: AbortSignal
+  signal: CancelSignal
   /** No response headers within this → the call fails with a `UND_ERR_HEADERS_TIMEOUT` error. */
   headersTimeoutMs: number
 }
@@ -124,7 +125,7 @@ export function createPooledTransport(options: { connectTimeoutMs: number }): Tr
         method: req.method,
         headers: req.headers,
         body: req.body,
-        signal: req.signal,
+        signal: req.signal as AbortSignal, // undici takes any object with add/removeEventListener
         headersTimeout: req.headersTimeoutMs,
         dispatcher,
       })
@@ -157,10 +158,10 @@ class WholeHandler implements Dispatcher.DispatchHandler {
   private maxBytes = 0
   private timer: NodeJS.Timeout | null = null
   private settled = false
-  private readonly onAbort = () => this.controller?.abort(this.signal.reason)
+  private readonly onAbort = () => this.controller?.abort(this.signal.reason as Error)
 
   constructor(
-    private readonly signal: AbortSignal,
+    private readonly signal: CancelSignal,
     private readonly bound: (status: number) => BodyBound,
     private readonly resolve: (res: WholeResponse) => void,
     private readonly reject: (err: unknown) => void,
@@ -168,7 +169,7 @@ class WholeHandler implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller
-    if (this.signal.aborted) controller.abort(this.signal.reason)
+    if (this.signal.aborted) controller.abort(this.signal.reason as Error)
     else this.signal.addEventListener('abort', this.onAbort, { once: true })
   }
 

@@ -1,6 +1,7 @@
 import type { PreparedChat } from '../chat-request.js'
 import type { BudgetState } from '../budget.js'
 import type { ApiKey, Limits, Usage } from '../types.js'
+import type { CancelSignal } from '../cancel.js'
 
 /** A request let through: its slot, its reservations, and the rate-limit headers to send. */
 export interface Admission {
@@ -13,7 +14,7 @@ export interface Admission {
 }
 
 export interface AdmitOptions {
-  signal?: AbortSignal
+  signal?: CancelSignal
   timeoutMs?: number
 }
 

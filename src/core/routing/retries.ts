@@ -1,4 +1,5 @@
 import { upstreamError } from '../errors.js'
+import type { CancelSignal } from '../cancel.js'
 
 /** The most one backoff waits, however many attempts came before. */
 const MAX_BACKOFF_MS = 2_000
@@ -10,7 +11,7 @@ export function backoffMs(n: number, baseMs: number, random: () => number): numb
 }
 
 /** Waits `ms`, or less if the signal aborts first. */
-export function sleepUnlessAborted(ms: number, signal: AbortSignal): Promise<void> {
+export function sleepUnlessAborted(ms: number, signal: CancelSignal): Promise<void> {
   if (signal.aborted) return Promise.resolve()
   return new Promise((resolve) => {
     const done = () => {

@@ -4,6 +4,7 @@ import { isRetryable, type Upstream } from '../upstream.js'
 import type { CooldownOptions, RouteTarget } from './config.js'
 import { Cooldown, type BreakerState } from './cooldown.js'
 import { backoffMs, sleepUnlessAborted } from './retries.js'
+import type { CancelSignal } from '../cancel.js'
 
 /** An upstream as the router sees it. */
 export interface RoutedUpstreamOptions {
@@ -143,7 +144,7 @@ export class Router {
    * for all attempts; any other failure, or the client leaving, ends it. Each attempt is
    * noted in `trace`.
    */
-  async run<T>(route: Route, trace: RouteTrace, signal: AbortSignal, call: (upstream: Upstream, model: string, timeoutMs: number, more: boolean) => Promise<T>, hold?: (value: T, release: () => void) => T): Promise<T> {
+  async run<T>(route: Route, trace: RouteTrace, signal: CancelSignal, call: (upstream: Upstream, model: string, timeoutMs: number, more: boolean) => Promise<T>, hold?: (value: T, release: () => void) => T): Promise<T> {
     const endsAt = performance.now() + this.options.deadlineMs
     const queue = route.ordered ? [...route.candidates] : this.weighted(route.candidates)
     const firstPass = queue.length
