@@ -833,7 +833,7 @@ async function main() {
 
   const upstream = await startScript('direct', 'mock-upstream.js', [], lifetimeS)
   const targets = [upstream]
-  // Started first so that it can be stopped last (see cleanup); watched like a target, not loaded.
+  // Watched like a target (its CPU per request goes in the results), never loaded itself.
   const redis = cfg.workers.length > 0 && !argv.redis ? await startRedis() : null
   let profileDir = null
   if (!cfg.profile) targets.push(await startScript('proxy', 'bare-proxy.js', ['--upstream', upstream.url], lifetimeS))
