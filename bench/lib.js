@@ -15,16 +15,51 @@ export function clockTicks() {
   return clkTck
 }
 
-/** utime and stime of a process, in clock ticks; null when it is gone. */
-export function cpuTicks(pid) {
+/** The fields of /proc/PID/stat after the command name, from field 3 (state) on; null when it is gone. */
+function statFields(pid) {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    // fields[0] is field 3 (state); utime is field 14, stime field 15.
-    return { user: Number(fields[11]), system: Number(fields[12]) }
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   } catch {
     return null
   }
+}
+
+/** utime and stime of a process, in clock ticks; null when it is gone. */
+export function cpuTicks(pid) {
+  const fields = statFields(pid)
+  // fields[0] is field 3 (state); utime is field 14, stime field 15.
+  return fields ? { user: Number(fields[11]), system: Number(fields[12]) } : null
+}
+
+/**
+ * Every process's children, from the ppid (field 4) of each /proc/N/stat: this kernel has no
+ * /proc/N/task/N/children. One scan serves any number of processTree calls.
+ */
+export function childrenMap() {
+  const kids = new Map()
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    const ppid = Number(statFields(name)?.[1])
+    if (!ppid) continue
+    if (!kids.has(ppid)) kids.set(ppid, [])
+    kids.get(ppid).push(Number(name))
+  }
+  return kids
+}
+
+/** A process and all its descendants (a `serve --workers N` primary and its workers). */
+export function processTree(pid, kids = childrenMap()) {
+  const out = [pid]
+  for (let i = 0; i < out.length; i++) out.push(...(kids.get(out[i]) ?? []))
+  return out
+}
+
+/** utime and stime summed over processes, in clock ticks; null when the first (the root) is gone. */
+export function sumCpuTicks(pids) {
+  const all = pids.map(cpuTicks)
+  if (!all[0]) return null
+  return all.reduce((a, t) => (t ? { user: a.user + t.user, system: a.system + t.system } : a), { user: 0, system: 0 })
 }
 
 /** VmRSS and VmHWM (peak RSS) of a process, in bytes; null when it is gone. */
@@ -41,12 +76,19 @@ export function memory(pid) {
   }
 }
 
-/** Samples VmRSS of `pid` every `intervalMs` until stopped; returns the peak seen (bytes). */
-export function rssSampler(pid, intervalMs = 100) {
+/** VmRSS and VmHWM summed over processes, in bytes; null when none is left. */
+export function sumMemory(pids) {
+  const all = pids.map(memory).filter((m) => m !== null)
+  if (all.length === 0) return null
+  return { rss: all.reduce((a, m) => a + (m.rss ?? 0), 0), hwm: all.reduce((a, m) => a + (m.hwm ?? 0), 0) }
+}
+
+/** Samples the VmRSS summed over `pids` every `intervalMs` until stopped; returns the peak seen (bytes). */
+export function rssSampler(pids, intervalMs = 100) {
   let peak = 0
   let count = 0
   const take = () => {
-    const m = memory(pid)
+    const m = sumMemory(pids)
     if (m?.rss) {
       peak = Math.max(peak, m.rss)
       count++

@@ -6,7 +6,7 @@
 // Everything binds to and targets 127.0.0.1; every load is bounded in time; all child
 // processes are stopped at the end, on error and on Ctrl-C.
 //
-//   npm run bench -- [--rounds 5] [--duration 5] [--soak 60] [--peer portkey] [--profile]
+//   npm run bench -- [--rounds 5] [--duration 5] [--soak 60] [--peer portkey] [--workers 1,2] [--profile]
 //   node bench/run.js --help
 import autocannon from 'autocannon'
 import { execFileSync, spawn } from 'node:child_process'
@@ -17,7 +17,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { clockTicks, cpuTicks, fmt, MB, median, memory, percentiles, rssSampler, signed, sleep, table } from './lib.js'
+import { childrenMap, clockTicks, fmt, MB, median, memory, percentiles, processTree, rssSampler, signed, sleep, sumCpuTicks, sumMemory, table } from './lib.js'
 import { formatSummary, summarise } from './profile-summary.js'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
@@ -37,6 +37,10 @@ const HELP = `usage: node bench/run.js [options]
                        sampling its RSS every --soak-sample seconds (default 5)
   --peer NAME          also load a peer gateway; only "portkey" (needs @portkey-ai/gateway
                        installed: npm i --no-save @portkey-ai/gateway); skipped when absent
+  --workers LIST       also load, for each N, a gateway run as \`serve --workers N --redis URL\`
+                       (rows gw-redis-wN), non-streamed at c=50 only; its CPU and RSS are summed
+                       over the primary and its workers. Limits in the --redis URL, or else in a
+                       private redis-server on a free port that the bench starts and stops
   --profile            instead of the comparison: run the gateway under node --cpu-prof, load it
                        non-streamed at c=50 (or --connections) for --duration seconds per
                        round, and print where its CPU goes during those loads (the
@@ -61,6 +65,7 @@ const { values: argv } = parseArgs({
     soak: { type: 'string', default: '0' },
     'soak-sample': { type: 'string', default: '5' },
     peer: { type: 'string', multiple: true, default: [] },
+    workers: { type: 'string' },
     profile: { type: 'boolean', default: false },
     timeout: { type: 'string' },
     keep: { type: 'boolean', default: false },
@@ -93,6 +98,7 @@ const cfg = {
   soak: positiveInt('soak', 600),
   soakSample: Math.max(1, positiveInt('soak-sample', 60)),
   peers: argv.peer,
+  workers: argv.workers === undefined ? [] : argv.workers.split(',').map(Number),
   profile: argv.profile,
 }
 if (cfg.connections.some((c) => !Number.isInteger(c) || c < 1 || c > 1000)) {
@@ -109,10 +115,19 @@ for (const p of cfg.peers) {
     process.exit(2)
   }
 }
+if (cfg.workers.some((n) => !Number.isInteger(n) || n < 1 || n > 16) || new Set(cfg.workers).size !== cfg.workers.length) {
+  console.error('--workers must list distinct integers from 1 to 16')
+  process.exit(2)
+}
+if (cfg.workers.length > 0 && !cfg.profile && !(cfg.modes.includes('json') && cfg.connections.includes(50))) {
+  console.error('--workers loads non-streamed at c=50: keep json in --modes and 50 in --connections')
+  process.exit(2)
+}
 if (cfg.profile) {
   cfg.modes = ['json']
   cfg.soak = 0
   cfg.peers = []
+  cfg.workers = []
 }
 
 // ---- requests and the expected answers ---------------------------------------------------
@@ -218,9 +233,13 @@ async function stopChild(child, graceMs = 8000) {
 
 let tmpDir = null
 function cleanup() {
-  cleaningUp ??= Promise.all([...children].map((c) => stopChild(c))).then(() => {
-    if (tmpDir && !argv.keep) fs.rmSync(tmpDir, { recursive: true, force: true })
-  })
+  // The private Redis goes last: gateways still talk to it while they drain.
+  const stopAll = (pick) => Promise.all([...children].filter(pick).map((c) => stopChild(c)))
+  cleaningUp ??= stopAll((c) => c.benchName !== 'redis')
+    .then(() => stopAll(() => true))
+    .then(() => {
+      if (tmpDir && !argv.keep) fs.rmSync(tmpDir, { recursive: true, force: true })
+    })
   return cleaningUp
 }
 
@@ -270,8 +289,44 @@ async function startScript(name, script, args, lifetimeS) {
   return { name, child, pid: child.pid, port: info.port, url: `http://${HOST}:${info.port}` }
 }
 
-async function startGateway(tmp, upstreamPort, nodeFlags = []) {
-  const db = argv.db ?? path.join(tmp, 'gateway.db')
+/** Resolves once something listens on HOST:port; rejects when the child exits first or after 30 s. */
+async function waitForPort(child, port) {
+  const deadline = Date.now() + 30_000
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${child.benchName} exited (${child.exitCode})\n${child.stderrTail}`)
+    const up = await new Promise((resolve) => {
+      const s = net.connect(port, HOST, () => {
+        s.destroy()
+        resolve(true)
+      })
+      s.on('error', () => resolve(false))
+    })
+    if (up) return
+    if (Date.now() > deadline) throw new Error(`${child.benchName} did not listen on ${port} within 30 s\n${child.stderrTail}`)
+    await sleep(200)
+  }
+}
+
+/** A private, memory-only Redis for the --workers gateways when no --redis URL is given. */
+async function startRedis() {
+  const port = await freePort()
+  const child = track(spawn('redis-server', ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] }), 'redis')
+  const failed = new Promise((_resolve, reject) => child.once('error', (err) => reject(new Error(`cannot start redis-server (${err.message}); give --redis URL instead`))))
+  child.stdout.resume()
+  await Promise.race([waitForPort(child, port), failed])
+  return { name: 'redis', child, pid: child.pid, port, url: `redis://${HOST}:${port}` }
+}
+
+/**
+ * `gateway serve` with every check on. `workers` (with `redis`) runs it as `serve --workers N`:
+ * then it is named gw-redis-wN, keeps its database and logs in its own folder under tmp and is
+ * loaded non-streamed at c=50 only.
+ */
+async function startGateway(tmp, upstreamPort, { nodeFlags = [], workers = null, redis = argv.redis } = {}) {
+  const name = workers === null ? 'gateway' : workersName(workers)
+  const dir = workers === null ? tmp : path.join(tmp, name)
+  fs.mkdirSync(dir, { recursive: true })
+  const db = argv.db ?? path.join(dir, 'gateway.db')
   // Every check on, as an operator runs it, with limits too high to refuse: the bench
   // measures what the checks cost, not what they refuse.
   const high = '1000000000000'
@@ -291,16 +346,28 @@ async function startGateway(tmp, upstreamPort, nodeFlags = []) {
     '--db', db,
     '--max-inflight', '100000',
     '--queue-size', '100000',
-    '--csv-log', path.join(tmp, 'requests.csv'),
-    ...(argv.redis ? ['--redis', argv.redis] : []),
-    '--spool-dir', path.join(tmp, 'spool'),
+    '--csv-log', path.join(dir, 'requests.csv'),
+    ...(redis ? ['--redis', redis] : []),
+    ...(workers === null ? [] : ['--workers', String(workers)]),
+    '--spool-dir', path.join(dir, 'spool'),
     '--json',
   ]
   const env = cleanEnv({ OPENAI_API_KEY: 'sk-bench', OPENAI_BASE_URL: `http://${HOST}:${upstreamPort}/v1` })
-  const child = track(spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'], cwd: ROOT, env }), 'gateway')
+  const child = track(spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'], cwd: ROOT, env }), name)
+  // With --workers N the primary prints this line once all N workers listen; it serves nothing itself.
   const info = await readyJson(child, 60_000)
-  if (info.mode !== undefined && info.mode !== 'upstream') throw new Error(`gateway started in ${info.mode} mode, not against the mock upstream`)
-  return { name: 'gateway', child, pid: child.pid, port: info.port, url: `http://${HOST}:${info.port}`, headers: { authorization: `Bearer ${key}` }, db, tmp }
+  if (info.mode !== undefined && info.mode !== 'upstream') throw new Error(`${name} started in ${info.mode} mode, not against the mock upstream`)
+  return {
+    name,
+    child,
+    pid: child.pid,
+    port: info.port,
+    url: `http://${HOST}:${info.port}`,
+    headers: { authorization: `Bearer ${key}` },
+    db,
+    tmp,
+    ...(workers === null ? {} : { only: { mode: 'json', connections: 50 } }),
+  }
 }
 
 /** Portkey's open-source gateway, if installed; forced onto 127.0.0.1 by a preload. */
@@ -323,20 +390,7 @@ async function startPortkey(upstreamPort, lifetimeS) {
   child.stdout.resume()
   const killTimer = setTimeout(() => child.kill('SIGKILL'), lifetimeS * 1000)
   killTimer.unref()
-  const deadline = Date.now() + 30_000
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`portkey exited (${child.exitCode})\n${child.stderrTail}`)
-    const up = await new Promise((resolve) => {
-      const s = net.connect(port, HOST, () => {
-        s.destroy()
-        resolve(true)
-      })
-      s.on('error', () => resolve(false))
-    })
-    if (up) break
-    if (Date.now() > deadline) throw new Error(`portkey did not listen on ${port} within 30 s\n${child.stderrTail}`)
-    await sleep(200)
-  }
+  await waitForPort(child, port)
   return {
     name: 'portkey',
     child,
@@ -429,9 +483,11 @@ async function ttfbSeries(target, n) {
 /** Pids whose CPU is read around every load: all children plus the loader itself. */
 let watched = []
 
+/** CPU ticks of each watched child, summed over its process tree (a --workers primary and its workers). */
 function cpuSnapshot() {
   const snap = { loader: process.cpuUsage() }
-  for (const t of watched) snap[t.name] = cpuTicks(t.pid)
+  const kids = childrenMap()
+  for (const t of watched) snap[t.name] = sumCpuTicks(processTree(t.pid, kids))
   return snap
 }
 
@@ -457,8 +513,10 @@ function cpuDelta(before, after, elapsedS, completed) {
 async function load(target, mode, connections, durationS, { rssIntervalMs = 100 } = {}) {
   const latencies = []
   let bytes = 0
-  const sampler = rssSampler(target.pid, rssIntervalMs)
-  const hwmBefore = memory(target.pid)?.hwm ?? null
+  // RSS is summed over the target's process tree, as it stands when the load starts.
+  const pids = processTree(target.pid)
+  const sampler = rssSampler(pids, rssIntervalMs)
+  const hwmBefore = sumMemory(pids)?.hwm ?? null
   const cpuBefore = cpuSnapshot()
   const t0 = process.hrtime.bigint()
   const result = await new Promise((resolve, reject) => {
@@ -507,7 +565,7 @@ async function load(target, mode, connections, durationS, { rssIntervalMs = 100 
     cpu,
     targetCpuUsPerReq: cpu[target.name]?.usPerReq ?? null,
     loadavg1: Math.round(os.loadavg()[0] * 100) / 100,
-    rss: { peakSampledMB: rss.peak / MB, hwmBeforeMB: hwmBefore === null ? null : hwmBefore / MB, hwmAfterMB: (memory(target.pid)?.hwm ?? 0) / MB },
+    rss: { peakSampledMB: rss.peak / MB, hwmBeforeMB: hwmBefore === null ? null : hwmBefore / MB, hwmAfterMB: (sumMemory(pids)?.hwm ?? 0) / MB },
   }
 }
 
@@ -554,11 +612,20 @@ function buildInfo() {
   }
 }
 
+/** nTargets are loaded in every scenario; each --workers gateway in one per round (and starts in ~5 s). */
 function estimateSeconds(nTargets) {
-  const loads = cfg.rounds * cfg.modes.length * cfg.connections.length * nTargets
-  return 40 + nTargets * cfg.modes.length * (cfg.warmup + 2) + loads * (cfg.duration + 1.5) + (cfg.modes.includes('stream') && !cfg.profile ? cfg.rounds * nTargets * cfg.ttfbRequests * 0.02 : 0) + cfg.soak + 20
+  const nWorkers = cfg.workers.length
+  const loads = cfg.rounds * (cfg.modes.length * cfg.connections.length * nTargets + nWorkers)
+  return 40 + nWorkers * 5 + (nTargets * cfg.modes.length + nWorkers) * (cfg.warmup + 2) + loads * (cfg.duration + 1.5) + (cfg.modes.includes('stream') && !cfg.profile ? cfg.rounds * nTargets * cfg.ttfbRequests * 0.02 : 0) + cfg.soak + 20
 }
 
+/**
+ * Whether a target is loaded in a mode (and at c connections, when given): a peer not in a mode
+ * it answers wrongly, a --workers gateway only in its one scenario.
+ */
+const loadsIn = (t, mode, c) => !t.brokenModes?.has(mode) && (!t.only || (t.only.mode === mode && (c === undefined || t.only.connections === c)))
+
+const workersName = (n) => `gw-redis-w${n}`
 const scenarios = () => cfg.modes.flatMap((mode) => cfg.connections.map((c) => ({ mode, connections: c })))
 const keyOf = (target, mode, c) => `${target}|${mode}|c${c}`
 
@@ -619,7 +686,21 @@ function summariseRounds(loads, ttfbs, targetNames) {
       failures: list.reduce((a, t) => a + t.failures, 0),
     })
   }
-  return { rows, ttfb }
+  // --workers: each N against the first N listed, paired by round (the machine's load drifts).
+  const [base, ...more] = cfg.workers.map(workersName)
+  const scaling = more.map((name) => {
+    const ratio = (fn) => median(loads.filter((l) => l.target === name && l.completed > 0).map((l) => {
+      const b = at(base, 'json', 50, l.round)
+      return b?.completed ? fn(l, b) : null
+    }))
+    return { target: name, base, rps: ratio((l, b) => l.rps / b.rps), cpuUsPerReq: ratio((l, b) => l.targetCpuUsPerReq / b.targetCpuUsPerReq) }
+  })
+  // The private Redis's CPU per request of each --workers gateway's loads (not in its row).
+  const redisCpu = cfg.workers.map(workersName).map((name) => ({
+    target: name,
+    usPerReq: median(loads.filter((l) => l.target === name).map((l) => l.cpu.redis?.usPerReq)),
+  })).filter((r) => r.usPerReq !== null)
+  return { rows, ttfb, scaling, redisCpu }
 }
 
 function render(summary) {
@@ -647,6 +728,9 @@ function render(summary) {
       summary.ttfb.map((t) => [t.target, 'stream', 1, fmt(t.medianMs, 3), fmt(t.p99Ms, 3), signed(t.addedMs), t.failures]),
     )
   }
+  if (summary.scaling.length > 0 || summary.redisCpu.length > 0) out += '\n'
+  for (const s of summary.scaling) out += `\nscaling: ${s.target} vs ${s.base}, json c=50 (median of per-round ratios): req/s ${fmt(s.rps, 2)}x, cpu us/req ${fmt(s.cpuUsPerReq, 2)}x`
+  if (summary.redisCpu.length > 0) out += `\nprivate redis-server cpu us/req (not in the rows): ${summary.redisCpu.map((r) => `${r.target} ${fmt(r.usPerReq, 0)}`).join(', ')}`
   return out
 }
 
@@ -727,7 +811,7 @@ async function main() {
   fs.mkdirSync(resultsDir, { recursive: true })
   const tmp = fs.mkdtempSync(path.join(resultsDir, `tmp-${stamp}-`))
   tmpDir = tmp
-  const nTargets = cfg.profile ? 1 : 3 + cfg.peers.length
+  const nTargets = cfg.profile ? 1 : 3 + cfg.peers.length // the --workers gateways are counted apart
   const hardS = argv.timeout !== undefined ? Number(argv.timeout) : Math.ceil(estimateSeconds(nTargets) * 1.5 + 60)
   if (!Number.isFinite(hardS) || hardS < 10 || hardS > 86_400) throw new Error('--timeout must be a number of seconds from 10 to 86400')
   const lifetimeS = hardS + 60
@@ -749,6 +833,8 @@ async function main() {
 
   const upstream = await startScript('direct', 'mock-upstream.js', [], lifetimeS)
   const targets = [upstream]
+  // Watched like a target (its CPU per request goes in the results), never loaded itself.
+  const redis = cfg.workers.length > 0 && !argv.redis ? await startRedis() : null
   let profileDir = null
   if (!cfg.profile) targets.push(await startScript('proxy', 'bare-proxy.js', ['--upstream', upstream.url], lifetimeS))
   const nodeFlags = []
@@ -757,8 +843,9 @@ async function main() {
     fs.mkdirSync(profileDir, { recursive: true })
     nodeFlags.push('--cpu-prof', '--cpu-prof-dir', profileDir)
   }
-  const gateway = await startGateway(tmp, upstream.port, nodeFlags)
+  const gateway = await startGateway(tmp, upstream.port, { nodeFlags })
   targets.push(gateway)
+  for (const n of cfg.workers) targets.push(await startGateway(tmp, upstream.port, { workers: n, redis: argv.redis ?? redis.url }))
   const skipped = []
   for (const peer of cfg.peers) {
     const p = await startPortkey(upstream.port, lifetimeS)
@@ -767,16 +854,17 @@ async function main() {
       console.log(`bench: peer ${peer} skipped: ${p.skipped}`)
     } else targets.push(p)
   }
-  watched = [...targets]
+  watched = [...targets, ...(redis ? [redis] : [])]
   // In --profile mode only the gateway is loaded; the mock upstream is just its upstream.
   const loadTargets = cfg.profile ? [gateway] : targets
   const targetNames = loadTargets.map((t) => t.name)
-  console.log(`bench: targets ${targets.map((t) => `${t.name}=${t.url} (pid ${t.pid})`).join(', ')}`)
+  console.log(`bench: targets ${targets.map((t) => `${t.name}=${t.url} (pid ${t.pid})`).join(', ')}${redis ? `; private ${redis.url} (pid ${redis.pid})` : ''}`)
 
   // Every target must answer every request correctly, also at c=50.
   const checks = {}
   for (const t of loadTargets) {
     for (const mode of cfg.modes) {
+      if (!loadsIn(t, mode)) continue
       const r = await preflight(t, mode)
       checks[`${t.name}|${mode}`] = r
       if (r.failures > 0) {
@@ -794,7 +882,7 @@ async function main() {
   console.log(`bench: preflight ok (50 concurrent clients x 4 requests per target and mode, every answer checked)`)
 
   if (cfg.warmup > 0) {
-    for (const t of loadTargets) for (const mode of cfg.modes) if (!t.brokenModes?.has(mode)) await load(t, mode, 50, cfg.warmup)
+    for (const t of loadTargets) for (const mode of cfg.modes) if (loadsIn(t, mode, 50)) await load(t, mode, 50, cfg.warmup)
     console.log(`bench: warmed up (${cfg.warmup} s per target and mode at c=50)`)
   }
 
@@ -807,7 +895,7 @@ async function main() {
       // Round-robin over targets, starting one further each round so none is always first.
       for (let i = 0; i < loadTargets.length; i++) {
         const t = loadTargets[(i + round - 1) % loadTargets.length]
-        if (t.brokenModes?.has(mode)) continue
+        if (!loadsIn(t, mode, connections)) continue
         const r = await load(t, mode, connections, cfg.duration)
         r.round = round
         loads.push(r)
@@ -817,7 +905,7 @@ async function main() {
     if (cfg.modes.includes('stream') && cfg.ttfbRequests > 0 && !cfg.profile) {
       for (let i = 0; i < loadTargets.length; i++) {
         const t = loadTargets[(i + round - 1) % loadTargets.length]
-        if (t.brokenModes?.has('stream')) continue
+        if (!loadsIn(t, 'stream', 1)) continue
         const r = await ttfbSeries(t, cfg.ttfbRequests)
         ttfbs.push({ target: t.name, round, ...r })
       }
