@@ -7,7 +7,8 @@ import { parse } from 'csv-parse/sync'
 import { stringify } from 'csv-stringify/sync'
 import { describe, expect, it } from 'vitest'
 import { csvCell, neutraliseCell } from '../../src/core/csv.js'
-import { LOG_COLUMNS, toCsvRecord } from '../../src/core/log-columns.js'
+import { CSV_FORMAT, LOG_COLUMNS, toCsvRecord } from '../../src/core/log-columns.js'
+import { csvText } from '../../src/storage/csv-log.js'
 import type { RequestRow } from '../../src/core/types.js'
 
 describe('neutraliseCell', () => {
@@ -112,5 +113,26 @@ describe('a whole row written and parsed back', () => {
       cost_usd: '0.0015',
     })
     for (const cell of records[1]) expect(cell).not.toMatch(/^[=+\-@\t\r]/)
+  })
+})
+
+describe('the CSV log writes records as csv-stringify does', () => {
+  it('joins plain records directly and gives every other one to csv-stringify, with the same text either way', () => {
+    // Cells drawn from plain text, numbers, and every character CSV must quote or keep.
+    const pieces = ['a', 'gpt-4o-mini', ' ', '', ',', '"', '\r', '\n', '\r\n', "'", '\t', '=', 'é', '\u2028']
+    let seed = 7
+    const random = (n: number) => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) >>> 16) % n
+    const cell = (): string | number => {
+      if (random(4) === 0) return [0, -5, 1.25, 1e21, 3e-7][random(5)]
+      let s = ''
+      for (let i = random(4); i > 0; i--) s += pieces[random(pieces.length)]
+      return s
+    }
+    const records = Array.from({ length: 2_000 }, () => Array.from({ length: 1 + random(6) }, cell))
+    const plain = records.filter((r) => r.every((c) => typeof c === 'number' || !/[",\r\n]/.test(c)))
+    expect(plain.length).toBeGreaterThan(100) // both paths are exercised
+    expect(plain.length).toBeLessThan(records.length - 100)
+    expect(csvText(records)).toBe(stringify(records, CSV_FORMAT))
+    expect(parse(csvText(records), { relax_column_count: true })).toEqual(records.map((r) => r.map(String)))
   })
 })
