@@ -10,7 +10,6 @@ import { AccessLog, type AccessLogFormat } from './http/access-log.js'
 import { createApp } from './http/app.js'
 import { Metrics } from './http/metrics.js'
 import { CsvLog } from './storage/csv-log.js'
-import { RedisLimiter } from './storage/redis/redis-limiter.js'
 import { ServerLock } from './storage/sqlite/server-lock.js'
 import type { Store } from './core/store.js'
 import { openStore } from './storage/open-store.js'
@@ -103,6 +102,9 @@ const ROWS_GRACE_MS = 10_000
  * together. `onError` hears unexpected errors, `warn` the (rate-limited) upstream failures.
  */
 export async function buildGateway(settings: GatewaySettings, clock: Clock = systemClock, onError: (err: unknown) => void = () => {}, warn: (line: string) => void = () => {}): Promise<BuiltGateway> {
+  // Only with --redis, and first (nothing to undo if it fails): the Redis client is megabytes of code and heap
+  // a gateway keeping its limits in memory never runs.
+  const RedisLimiter = settings.redis === null ? null : (await import('./storage/redis/redis-limiter.js')).RedisLimiter
   const calendar = new Calendar(settings.timezone)
   const pricing = Pricing.load(settings.prices)
   const store = openStore(settings.db, { busyTimeoutMs: 0 })
@@ -145,7 +147,7 @@ export async function buildGateway(settings: GatewaySettings, clock: Clock = sys
       accessLog?.write(row)
     },
     onError,
-    limiter: settings.redis === null ? undefined : (queue) => new RedisLimiter({ url: settings.redis!, leaseMs: settings.redisLeaseMs, timeoutMs: settings.redisTimeoutMs, queueTimeoutMs: settings.queueTimeoutMs, store, calendar, clock, queue, warn }),
+    limiter: RedisLimiter === null ? undefined : (queue) => new RedisLimiter({ url: settings.redis!, leaseMs: settings.redisLeaseMs, timeoutMs: settings.redisTimeoutMs, queueTimeoutMs: settings.queueTimeoutMs, store, calendar, clock, queue, warn }),
   })
   try {
     await gateway.start()

@@ -13,7 +13,6 @@ import { parseLimitValue } from '../core/limits.js'
 import { firstEvent } from '../first-event.js'
 import { isWorker, leavePrimary, runWorkers, tellPrimary } from '../cli/workers.js'
 import { ACCESS_LOG_FORMATS } from '../http/access-log.js'
-import { loadUpstreamsFile } from '../cli/upstreams-file.js'
 import { checkBaseUrl, probeUpstream, type UpstreamCheck } from '../upstream/check.js'
 import { startServer } from '../server.js'
 import { csvPathFor, defaultCsvBase } from '../storage/csv-log.js'
@@ -82,7 +81,8 @@ export default class Serve extends BaseCommand<typeof Serve> {
     const redisTimeoutMs = parseDuration(f['redis-timeout'], '--redis-timeout')
     if (f.workers > 1 && !isWorker()) return this.primary(f.workers)
     const apiKey = process.env.OPENAI_API_KEY?.trim() || undefined
-    const upstreams = f.upstreams ? loadUpstreamsFile(f.upstreams, process.env, { needKeys: !f.mock }) : undefined
+    // The YAML parser is loaded only for an upstreams file.
+    const upstreams = f.upstreams ? (await import('../cli/upstreams-file.js')).loadUpstreamsFile(f.upstreams, process.env, { needKeys: !f.mock }) : undefined
     const mock = f.mock || (!apiKey && !upstreams)
     const settings: GatewaySettings = {
       db: f.db,

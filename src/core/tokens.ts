@@ -1,6 +1,8 @@
-import { GptEncoding } from 'gpt-tokenizer/esm/GptEncoding'
+import type { GptEncoding } from 'gpt-tokenizer/esm/GptEncoding'
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
+
+const require = createRequire(import.meta.url)
 
 /**
  * The o200k_base ranks from the package's plain `.tiktoken` file (base64 token, rank), not
@@ -8,7 +10,7 @@ import { createRequire } from 'node:module'
  * memory behind, for the same table.
  */
 function loadRanks(): (string | number[])[] {
-  const file = createRequire(import.meta.url).resolve('gpt-tokenizer/data/o200k_base.tiktoken')
+  const file = require.resolve('gpt-tokenizer/data/o200k_base.tiktoken')
   const text = readFileSync(file, 'latin1')
   const utf8 = new TextDecoder('utf-8', { fatal: true })
   const ranks: (string | number[])[] = []
@@ -37,7 +39,14 @@ function loadRanks(): (string | number[])[] {
  * ~40 MB of resident memory.
  */
 let encoding: GptEncoding | null = null
-const tokenizer = (): GptEncoding => (encoding ??= GptEncoding.getEncodingApi('o200k_base', loadRanks))
+function tokenizer(): GptEncoding {
+  if (encoding === null) {
+    // Its code too: the package's CommonJS build, required here (synchronously) rather than imported at start.
+    const { GptEncoding: Encoding } = require('gpt-tokenizer/GptEncoding') as typeof import('gpt-tokenizer/esm/GptEncoding')
+    encoding = Encoding.getEncodingApi('o200k_base', loadRanks)
+  }
+  return encoding
+}
 
 /**
  * Token counting with a real BPE tokenizer (o200k_base, the gpt-4o family's). Used to

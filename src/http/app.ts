@@ -10,7 +10,7 @@ import { deepHealth, shallowHealth } from './routes/health.js'
 import { completionRoutes } from './routes/completions.js'
 import { modelRoutes } from './routes/models.js'
 import { usageRoutes } from './routes/usage.js'
-import { dashboardRoutes, type DashboardServices } from './dashboard/routes.js'
+import type { DashboardServices } from './dashboard/routes.js'
 
 export interface CreateAppOptions extends AppServices {
   clock: Clock
@@ -34,11 +34,16 @@ export function createApp(services: CreateAppOptions): Hono<AppEnv> {
     c.get('record').errorCode = e.code
     return c.json(e.toJSON(), e.status as 400, e.headers)
   }
-  if (services.dashboard) {
+  const dashboardServices = services.dashboard
+  if (dashboardServices) {
     // Before the request context and the key check: the dashboard has its own session login,
-    // and its page views are not API traffic (not logged, not counted in usage).
-    const dashboard = dashboardRoutes(services.dashboard)
-    const toDashboard = (c: Context<AppEnv>) => dashboard.fetch(c.req.raw, c.env)
+    // and its page views are not API traffic (not logged, not counted in usage). Its code is
+    // loaded on the first visit: a gateway nobody browses does not hold it in memory.
+    let dashboard: ReturnType<typeof loadDashboard> | null = null
+    const toDashboard = async (c: Context<AppEnv>) => {
+      dashboard ??= loadDashboard(dashboardServices)
+      return (await dashboard).fetch(c.req.raw, c.env)
+    }
     app.all('/dashboard', toDashboard)
     app.all('/dashboard/*', toDashboard)
   }
@@ -73,3 +78,5 @@ export function createApp(services: CreateAppOptions): Hono<AppEnv> {
   })
   return app
 }
+
+const loadDashboard = async (services: DashboardServices) => (await import('./dashboard/routes.js')).dashboardRoutes(services)

@@ -1,5 +1,5 @@
-import pg from 'pg'
-import { connectionConfig } from './open.js'
+import type pg from 'pg'
+import { connectionConfig, driver } from './open.js'
 
 const CHANNEL = 'gateway_config'
 const RECONNECT_MS = 1_000
@@ -24,7 +24,7 @@ export class ChangeListener {
   }
 
   private connect(): void {
-    const client = new pg.Client(connectionConfig(this.url))
+    const client = new (driver().Client)(connectionConfig(this.url))
     this.client = client
     const retry = () => {
       if (this.client !== client) return

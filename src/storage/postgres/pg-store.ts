@@ -1,5 +1,4 @@
 import { and, asc, desc, eq, getTableColumns, gt, gte, lt, lte, or, sql, type SQL } from 'drizzle-orm'
-import { drizzle } from 'drizzle-orm/node-postgres'
 import type { PgColumn } from 'drizzle-orm/pg-core'
 import { randomUUID } from 'node:crypto'
 import type pg from 'pg'
@@ -9,8 +8,7 @@ import type { ApiKey, DailyUsage, DefaultOverrides, KeySecret, RequestRow } from
 import { CHAT_ROUTES } from '../../core/usage.js'
 import { overlay } from '../overlay.js'
 import { ChangeListener } from './change-listener.js'
-import { migratePool, openPool, type PgDb, type PgOptions } from './open.js'
-import * as schema from './schema.js'
+import { openDb, openPool, type PgDb, type PgOptions } from './open.js'
 import { apiKeys, dailyUsage, keySecrets, requestLog, settings, usageRollup } from './schema.js'
 import { toApiKey } from '../key-row.js'
 
@@ -97,27 +95,24 @@ const groupOrder = (r: RequestRow) => `${r.day}\0${r.keyId ?? ''}\0${r.model ?? 
 export class PgStore implements Store {
   readonly kind = 'postgres' as const
   private readonly pool: pg.Pool
-  private readonly db: PgDb
-  private readonly ready: Promise<void>
+  private readonly ready: Promise<PgDb>
   private readonly changes: ChangeListener
   private readonly statements = new Map<number, string>()
 
   constructor(private readonly url: string, options: PgOptions = {}) {
     this.pool = openPool(url, options)
-    this.db = drizzle({ client: this.pool, schema })
-    this.ready = migratePool(this.pool)
+    this.ready = openDb(this.pool)
     this.ready.catch(() => {}) // reported by the first call that awaits it
     this.changes = new ChangeListener(url)
   }
 
   /** Resolves once the schema is up to date (rejects with why it could not be). */
-  whenReady(): Promise<void> {
-    return this.ready
+  async whenReady(): Promise<void> {
+    await this.ready
   }
 
-  private async q(): Promise<PgDb> {
-    await this.ready
-    return this.db
+  private q(): Promise<PgDb> {
+    return this.ready
   }
 
   async createKey(key: NewKey, secret: KeySecret): Promise<void> {
