@@ -1,10 +1,9 @@
-import type { Readable } from 'node:stream'
 import { systemClock, type Clock } from '../core/clock.js'
 import { GatewayError, rateLimited, upstreamError } from '../core/errors.js'
 import { abortError } from '../core/queue.js'
 import { markRetryable, type Upstream } from '../core/upstream.js'
 import { connectionCause, UpstreamHealth, type FailureCause } from './health.js'
-import { MAX_READ_BYTES, readWhole, type RawHeaders, type Transport, type TransportRequest, type TransportResponse } from './transport.js'
+import { MAX_READ_BYTES, readWhole, type ChunkSource, type RawHeaders, type Transport, type TransportRequest, type TransportResponse } from './transport.js'
 import type { CancelSignal } from '../core/cancel.js'
 
 /** How the URL and the credential header are built: OpenAI's shape, or Azure OpenAI's deployments. */
@@ -90,7 +89,7 @@ export class HttpUpstream implements Upstream {
 
   async stream(model: string, body: Uint8Array, signal: CancelSignal, timeoutMs = Infinity): Promise<AsyncIterable<Uint8Array>> {
     const deadline = new Deadline(Math.min(this.options.totalTimeoutMs, timeoutMs))
-    let source: Readable
+    let source: ChunkSource
     try {
       source = (await this.post(model, body, signal, deadline)).body
     } catch (err) {
@@ -101,7 +100,7 @@ export class HttpUpstream implements Upstream {
     const mapError = (err: unknown) => this.toGatewayError(err, signal, deadline)
     return (async function* relay() {
       try {
-        for await (const chunk of stream) yield chunk as Uint8Array
+        for await (const chunk of stream) yield chunk
       } catch (err) {
         throw mapError(err)
       } finally {
@@ -284,7 +283,7 @@ class Deadline {
   }
 
   /** Arms the timer over the body, for what remains of the deadline. */
-  guard(body: Readable): Readable {
+  guard(body: ChunkSource): ChunkSource {
     this.answered = true
     this.timer = setTimeout(() => {
       this.expired = true
