@@ -143,22 +143,26 @@ function dispatchOptions(req: TransportRequest): Dispatcher.DispatchOptions {
   return { origin: url.origin, path: url.pathname + url.search, method: req.method, headers: req.headers, body: req.body, headersTimeout: req.headersTimeoutMs }
 }
 
-/** Past this much read and not yet taken, the upstream socket is paused (backpressure); under a quarter of it, resumed. */
+/** Past this much read and not yet taken, the upstream socket is paused (backpressure) until the reader takes it. */
 const HIGH_WATER_BYTES = 64 * 1024
 
 /**
  * One streamed answer for `send`: resolves at the headers with itself as the body, then
- * hands chunks to one reader in order. A client's abort, `destroy` or a broken connection
- * ends it; the reader then gets the error.
+ * hands what arrived to one reader, all of it at once like a Readable's `read()` (an
+ * upstream writes each SSE event as an HTTP chunk: one at a time cost an iteration, a
+ * split and a client write each). A client's abort, `destroy` or a broken connection ends
+ * it; the reader then gets what came before, then the error.
  */
 class StreamHandler implements Dispatcher.DispatchHandler, ChunkSource {
   private controller: Dispatcher.DispatchController | null = null
   private started = false
-  private readonly chunks: Buffer[] = []
+  private chunks: Buffer[] = []
   private buffered = 0
   private ended = false
   private error: Error | null = null
   private waiter: { resolve(r: IteratorResult<Buffer>): void; reject(err: unknown): void } | null = null
+  /** The waiting reader is settled in a microtask, so chunks parsed from one socket read go together. */
+  private poked = false
   private readonly onAbort = () => this.destroy(this.signal.reason as Error)
 
   constructor(
@@ -179,16 +183,16 @@ class StreamHandler implements Dispatcher.DispatchHandler, ChunkSource {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.waiter) return this.wake({ value: chunk, done: false })
     this.chunks.push(chunk)
     this.buffered += chunk.byteLength
     if (this.buffered > HIGH_WATER_BYTES) controller.pause()
+    this.poke()
   }
 
   onResponseEnd(): void {
     this.ended = true
     this.signal.removeEventListener('abort', this.onAbort)
-    if (this.waiter) this.wake({ value: undefined, done: true })
+    this.poke()
   }
 
   onResponseError(controller: Dispatcher.DispatchController, err: Error): void {
@@ -196,20 +200,20 @@ class StreamHandler implements Dispatcher.DispatchHandler, ChunkSource {
     const reason = this.signal.aborted ? (this.signal.reason as Error) : err
     if (!this.started) return this.reject(reason)
     this.error ??= reason
-    if (this.waiter) this.wake(null)
+    this.poke()
   }
 
   destroy(err: Error = new Error('the upstream answer was abandoned')): void {
     if (this.ended || this.error) return
     this.error = err
-    this.chunks.length = 0
+    this.chunks = []
     this.controller?.abort(err)
-    if (this.waiter) this.wake(null)
+    this.poke()
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Buffer> {
     return {
-      next: () => this.next(),
+      next: () => new Promise((resolve, reject) => this.settle({ resolve, reject })),
       return: async () => {
         this.destroy() // the reader stopped early: the upstream connection must not stay open for nothing
         return { value: undefined, done: true }
@@ -217,24 +221,28 @@ class StreamHandler implements Dispatcher.DispatchHandler, ChunkSource {
     }
   }
 
-  private next(): Promise<IteratorResult<Buffer>> {
-    const chunk = this.chunks.shift()
-    if (chunk !== undefined) {
-      this.buffered -= chunk.byteLength
-      if (this.controller?.paused && this.buffered < HIGH_WATER_BYTES / 4) this.controller.resume()
-      return Promise.resolve({ value: chunk, done: false })
-    }
-    if (this.error) return Promise.reject(this.error)
-    if (this.ended) return Promise.resolve({ value: undefined, done: true })
-    return new Promise((resolve, reject) => (this.waiter = { resolve, reject }))
+  private poke(): void {
+    if (this.waiter === null || this.poked) return
+    this.poked = true
+    queueMicrotask(() => {
+      this.poked = false
+      const waiter = this.waiter
+      this.waiter = null
+      if (waiter) this.settle(waiter)
+    })
   }
 
-  /** Settles the waiting reader: with a result, or (null) with the error. */
-  private wake(result: IteratorResult<Buffer> | null): void {
-    const waiter = this.waiter!
-    this.waiter = null
-    if (result) waiter.resolve(result)
-    else waiter.reject(this.error)
+  /** Gives the reader everything read so far, else the error or the end; else it waits. */
+  private settle(reader: NonNullable<StreamHandler['waiter']>): void {
+    if (this.chunks.length > 0) {
+      const chunk = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.buffered)
+      this.chunks = []
+      this.buffered = 0
+      if (this.controller?.paused) this.controller.resume()
+      reader.resolve({ value: chunk, done: false })
+    } else if (this.error) reader.reject(this.error)
+    else if (this.ended) reader.resolve({ value: undefined, done: true })
+    else this.waiter = reader
   }
 }
 
