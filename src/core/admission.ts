@@ -23,7 +23,9 @@ interface KeyWindows {
 interface Held {
   prepared: PreparedChat
   reservation: Reservation
+  /** Its entry in the tokens-per-minute window (-1: none) and the amount it holds there. */
   tokenEntry: number
+  tokenAmount: number
 }
 
 /**
@@ -66,13 +68,13 @@ export class AdmissionControl {
         throw tokensRefusal(key, limits, prepared, w.tokens.waitFor(now, reservationOf(prepared), limits.tpm), this.headers(key.id, limits, now))
       }
     }
-    const held: Held = { prepared, reservation, tokenEntry }
+    const held: Held = { prepared, reservation, tokenEntry, tokenAmount: reservationOf(prepared) }
     if (!prepared.promptCounted) w.uncounted.add(held)
     const release = (used: number) => {
       const at = this.clock.now()
       w.uncounted.delete(held)
       this.ledger.settle(reservation, used, at)
-      if (tokenEntry >= 0) w.tokens.settle(tokenEntry, used, at)
+      settleTokens(w, held, used, at)
     }
     let slot
     try {
@@ -112,7 +114,7 @@ export class AdmissionControl {
       countPrompt(held.prepared)
       const amount = reservationOf(held.prepared)
       this.ledger.resize(held.reservation, amount, now)
-      if (held.tokenEntry >= 0) w.tokens.settle(held.tokenEntry, amount, now)
+      settleTokens(w, held, amount, now)
     }
     w.uncounted.clear()
   }
@@ -156,4 +158,11 @@ export class AdmissionControl {
     }
     return w
   }
+}
+
+/** Moves what a request holds in its key's tokens-per-minute window to `amount`. */
+function settleTokens(w: KeyWindows, held: Held, amount: number, now: number): void {
+  if (held.tokenEntry < 0) return
+  w.tokens.adjust(held.tokenEntry, amount - held.tokenAmount, now)
+  held.tokenAmount = amount
 }

@@ -5,7 +5,11 @@
  *
  * Entries live in a ring of two typed arrays (time, amount): a busy key admits tens of
  * thousands of requests a minute, and an object per request was most of the gateway's heap
- * growth under load. An entry is named by its id, a counter that never repeats.
+ * growth under load. Admissions in the same millisecond share one entry (they leave the
+ * window together), so a window holds at most one entry per millisecond whatever the rate:
+ * at 2,500 requests a second that was 150,000 entries a minute, 4 MB a window. An entry is
+ * named by its id, a counter that never repeats; `adjust` moves its amount by a difference,
+ * since several admissions may share it.
  */
 export class SlidingWindow {
   private times = new Float64Array(16)
@@ -23,15 +27,20 @@ export class SlidingWindow {
     return this.total
   }
 
-  /** Admits `amount` if the window then stays within `limit`: the entry's id, or -1. */
+  /** Admits `amount` if the window then stays within `limit`: the id of its entry, or -1. */
   admit(now: number, amount: number, limit: number): number {
     this.prune(now)
     if (this.total + amount > limit) return -1
+    this.total += amount
+    const mask = this.times.length - 1
+    if (this.size > 0 && this.times[(this.head + this.size - 1) & mask] === now) {
+      this.amounts[(this.head + this.size - 1) & mask] += amount
+      return this.headId + this.size - 1
+    }
     if (this.size === this.times.length) this.grow()
     const at = (this.head + this.size) & (this.times.length - 1)
     this.times[at] = now
     this.amounts[at] = amount
-    this.total += amount
     return this.headId + this.size++
   }
 
@@ -50,13 +59,13 @@ export class SlidingWindow {
     return this.windowMs
   }
 
-  /** Settles an entry to its real amount, if it is still inside the window. */
-  settle(id: number, amount: number, now: number): void {
+  /** Moves an entry's amount by `delta` (an admission settled to its real amount), if it is still inside the window. */
+  adjust(id: number, delta: number, now: number): void {
     this.prune(now)
     if (id < this.headId || id >= this.headId + this.size) return
     const at = (this.head + (id - this.headId)) & (this.times.length - 1)
-    this.total += amount - this.amounts[at]
-    this.amounts[at] = amount
+    this.total += delta
+    this.amounts[at] += delta
   }
 
   /** When the oldest entry leaves the window, or 0 if empty. */

@@ -23,11 +23,11 @@ describe('SlidingWindow', () => {
     const e = w.admit(0, 1000, 1500)
     expect(w.admit(1, 1000, 1500)).toBe(-1)
     expect(w.waitFor(1, 1000, 1500)).toBe(59_999)
-    w.settle(e, 100, 2)
+    w.adjust(e, 100 - 1000, 2)
     expect(w.used(2)).toBe(100)
     expect(w.admit(3, 1000, 1500)).toBeGreaterThanOrEqual(0)
     expect(w.waitFor(4, 5000, 1500)).toBe(Infinity)
-    w.settle(e, 999, 70_000) // gone from the window: no effect
+    w.adjust(e, 999 - 100, 70_000) // gone from the window: no effect
     expect(w.used(70_000)).toBe(0)
   })
 
@@ -39,8 +39,23 @@ describe('SlidingWindow', () => {
     expect(w.used(200_000)).toBe(999)
     expect(w.resetIn(200_000)).toBe(1)
     const late = w.admit(200_000, 5, 10_000)
-    w.settle(late, 7, 200_000)
+    w.adjust(late, 7 - 5, 200_000)
     expect(w.used(200_000)).toBe(1_006)
+  })
+
+  it('admissions in one millisecond share an entry: each settles its own share, and they leave together', () => {
+    const w = new SlidingWindow(1_000)
+    const first = Array.from({ length: 1_000 }, () => w.admit(5, 3, 1_000_000))
+    expect(new Set(first)).toEqual(new Set([first[0]])) // one entry, however many admissions
+    const next = w.admit(6, 3, 1_000_000)
+    expect(next).toBe(first[0] + 1)
+    expect(w.used(6)).toBe(3_003)
+    w.adjust(first[0], 1 - 3, 7) // one of the thousand used 1 token, not 3
+    expect(w.used(7)).toBe(3_001)
+    expect(w.waitFor(7, 1, 3_001)).toBe(998) // the shared entry frees all of its 2,998 at once, at 1,005
+    expect(w.used(1_005)).toBe(3) // (5, 1,005] no longer holds the millisecond 5
+    w.adjust(first[0], 100, 1_005) // gone from the window: no effect
+    expect(w.used(1_005)).toBe(3)
   })
 })
 
