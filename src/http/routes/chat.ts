@@ -3,7 +3,7 @@ import { prepareSeedChat } from '../../core/chat-request.js'
 import { upstreamError } from '../../core/errors.js'
 import { H } from '../../core/headers.js'
 import { readJson } from '../body.js'
-import { clientAbort } from '../client-abort.js'
+import { clientCancel } from '../client-cancel.js'
 import type { AppEnv, AppServices } from '../env.js'
 import { queueTimeoutOf } from './queue-timeout.js'
 
@@ -15,7 +15,7 @@ export function chatRoutes({ gateway, options }: AppServices, model: string): Ho
     const { json } = await readJson(c, options.bodyLimit)
     const key = c.get('key')
     const prepared = prepareSeedChat(json, key, gateway.limitsOf(key), model)
-    const result = await gateway.complete(record, key, prepared, clientAbort(c), queueTimeoutOf(c.req.header(H.queueTimeout)))
+    const result = await gateway.complete(record, key, prepared, clientCancel(c), queueTimeoutOf(c.req.header(H.queueTimeout)))
     const choice = (result.json.choices as { message?: { content?: unknown } }[] | undefined)?.[0]
     const text = choice?.message?.content
     if (typeof text !== 'string') throw upstreamError(502, 'The upstream answer has no message text', 'upstream_malformed')

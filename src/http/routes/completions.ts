@@ -2,7 +2,7 @@ import { Hono } from 'hono'
 import { prepareCompletion } from '../../core/chat-request.js'
 import { H } from '../../core/headers.js'
 import { readJson } from '../body.js'
-import { clientAbort } from '../client-abort.js'
+import { clientCancel } from '../client-cancel.js'
 import type { AppEnv, AppServices } from '../env.js'
 import { streamResponse } from '../stream-response.js'
 import { queueTimeoutOf } from './queue-timeout.js'
@@ -22,10 +22,10 @@ export function completionRoutes({ gateway, options, onUnexpected }: AppServices
     if (prepared.stream) {
       const outgoing = c.env?.outgoing
       if (!outgoing) throw new Error('streamed responses need the Node server')
-      const result = await gateway.stream(record, key, prepared, clientAbort(c), queueTimeoutMs)
+      const result = await gateway.stream(record, key, prepared, clientCancel(c), queueTimeoutMs)
       return streamResponse(outgoing, 200, { ...SSE_HEADERS, ...result.headers, [H.requestId]: record.requestId }, result.body, onUnexpected)
     }
-    const result = await gateway.complete(record, key, prepared, clientAbort(c), queueTimeoutMs)
+    const result = await gateway.complete(record, key, prepared, clientCancel(c), queueTimeoutMs)
     const headers: Record<string, string> = { 'content-type': 'application/json', ...result.headers, [H.requestId]: record.requestId }
     if (record.usage.estimated) headers[H.tokensEstimated] = 'true'
     return new Response(result.bytes, { status: 200, headers })

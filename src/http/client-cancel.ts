@@ -9,7 +9,7 @@ import type { AppEnv } from './env.js'
  * `c.req.raw.signal`: that getter makes node-server build an AbortController, and each
  * cost ~5 µs per request. The gateway aborts the same Cancel at the shutdown deadline.
  */
-export function clientAbort(c: Context<AppEnv>): Cancel {
+export function clientCancel(c: Context<AppEnv>): Cancel {
   const cancel = new Cancel()
   const outgoing = c.env?.outgoing
   if (!outgoing) return cancel // not over a socket (app.request in tests): no client to leave
