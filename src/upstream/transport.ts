@@ -146,6 +146,25 @@ function dispatchOptions(req: TransportRequest): Dispatcher.DispatchOptions {
 /** Past this much read and not yet taken, the upstream socket is paused (backpressure) until the reader takes it. */
 const HIGH_WATER_BYTES = 64 * 1024
 
+/** What both handlers share: undici's controller, aborted with the reason when the request's Cancel aborts. */
+abstract class CancellableHandler implements Dispatcher.DispatchHandler {
+  protected controller: Dispatcher.DispatchController | null = null
+  private readonly onAbort = () => this.controller?.abort(this.signal.reason as Error)
+
+  constructor(protected readonly signal: CancelSignal) {}
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller
+    if (this.signal.aborted) controller.abort(this.signal.reason as Error)
+    else this.signal.addEventListener('abort', this.onAbort, { once: true })
+  }
+
+  /** The call is over: the Cancel no longer concerns it. */
+  protected unlisten(): void {
+    this.signal.removeEventListener('abort', this.onAbort)
+  }
+}
+
 /**
  * One streamed answer for `send`: resolves at the headers with itself as the body, then
  * hands what arrived to one reader, all of it at once like a Readable's `read()` (an
@@ -153,8 +172,7 @@ const HIGH_WATER_BYTES = 64 * 1024
  * split and a client write each). A client's abort, `destroy` or a broken connection ends
  * it; the reader then gets what came before, then the error.
  */
-class StreamHandler implements Dispatcher.DispatchHandler, ChunkSource {
-  private controller: Dispatcher.DispatchController | null = null
+class StreamHandler extends CancellableHandler implements ChunkSource {
   private started = false
   private chunks: Buffer[] = []
   private buffered = 0
@@ -163,18 +181,13 @@ class StreamHandler implements Dispatcher.DispatchHandler, ChunkSource {
   private waiter: { resolve(r: IteratorResult<Buffer>): void; reject(err: unknown): void } | null = null
   /** The waiting reader is settled in a microtask, so chunks parsed from one socket read go together. */
   private poked = false
-  private readonly onAbort = () => this.destroy(this.signal.reason as Error)
 
   constructor(
-    private readonly signal: CancelSignal,
+    signal: CancelSignal,
     private readonly resolve: (res: TransportResponse) => void,
     private readonly reject: (err: unknown) => void,
-  ) {}
-
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller
-    if (this.signal.aborted) controller.abort(this.signal.reason as Error)
-    else this.signal.addEventListener('abort', this.onAbort, { once: true })
+  ) {
+    super(signal)
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, status: number, headers: RawHeaders): void {
@@ -191,12 +204,12 @@ class StreamHandler implements Dispatcher.DispatchHandler, ChunkSource {
 
   onResponseEnd(): void {
     this.ended = true
-    this.signal.removeEventListener('abort', this.onAbort)
+    this.unlisten()
     this.poke()
   }
 
   onResponseError(controller: Dispatcher.DispatchController, err: Error): void {
-    this.signal.removeEventListener('abort', this.onAbort)
+    this.unlisten()
     const reason = this.signal.aborted ? (this.signal.reason as Error) : err
     if (!this.started) return this.reject(reason)
     this.error ??= reason
@@ -251,8 +264,7 @@ class StreamHandler implements Dispatcher.DispatchHandler, ChunkSource {
  * undici's codes); after them the answer is resolved with whatever `cut` it, so the caller
  * still knows the status. A client's abort rejects with the signal's reason at any point.
  */
-class WholeHandler implements Dispatcher.DispatchHandler {
-  private controller: Dispatcher.DispatchController | null = null
+class WholeHandler extends CancellableHandler {
   private status = 0
   private headers: RawHeaders = {}
   private chunks: Buffer[] = []
@@ -260,19 +272,14 @@ class WholeHandler implements Dispatcher.DispatchHandler {
   private maxBytes = 0
   private timer: NodeJS.Timeout | null = null
   private settled = false
-  private readonly onAbort = () => this.controller?.abort(this.signal.reason as Error)
 
   constructor(
-    private readonly signal: CancelSignal,
+    signal: CancelSignal,
     private readonly bound: (status: number) => BodyBound,
     private readonly resolve: (res: WholeResponse) => void,
     private readonly reject: (err: unknown) => void,
-  ) {}
-
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller
-    if (this.signal.aborted) controller.abort(this.signal.reason as Error)
-    else this.signal.addEventListener('abort', this.onAbort, { once: true })
+  ) {
+    super(signal)
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, status: number, headers: RawHeaders): void {
@@ -317,6 +324,6 @@ class WholeHandler implements Dispatcher.DispatchHandler {
   private end(): void {
     this.settled = true
     if (this.timer !== null) clearTimeout(this.timer)
-    this.signal.removeEventListener('abort', this.onAbort)
+    this.unlisten()
   }
 }
