@@ -44,18 +44,24 @@ export interface LatencyCount {
 /** Whole budget days (the kept totals) or a window of time (the log rows, by their timestamp index). */
 export type UsageSpan = { fromDay: string; toDay: string; keyId?: string } | { since: string; until: string; keyId?: string }
 
-/** One bucket of a usage series: a budget day, or a time bucket (`YYYY-MM-DDTHH:MM`, UTC) of a window. */
-export interface SeriesPoint {
-  bucket: string
-  /** Key id or model ('' for none); '' when not grouped. */
-  group: string
+/** What every usage total sums over log rows: the kept rollups, a series point, a usage group. */
+export interface UsageSums {
+  /** Every request, any route and status. */
   requests: number
   errors: number
   rateLimited: number
   promptTokens: number
   completionTokens: number
   totalTokens: number
+  /** Null while no row had a priced model. */
   costMicros: number | null
+}
+
+/** One bucket of a usage series: a budget day, or a time bucket (`YYYY-MM-DDTHH:MM`, UTC) of a window. */
+export interface SeriesPoint extends UsageSums {
+  bucket: string
+  /** Key id or model ('' for none); '' when not grouped. */
+  group: string
 }
 
 export interface ErrorPoint {
@@ -92,18 +98,10 @@ export interface LogSpan {
   last: string | null
 }
 
-export interface UsageGroup {
+export interface UsageGroup extends UsageSums {
   group: string
-  /** Every request, any route and status. */
-  requests: number
   /** Requests to the chat routes. */
   chatRequests: number
-  errors: number
-  rateLimited: number
-  promptTokens: number
-  completionTokens: number
-  totalTokens: number
-  costMicros: number | null
   /** Null when some of the group's rows were pruned (a sum table cannot keep percentiles). */
   p50Ms: number | null
   p95Ms: number | null

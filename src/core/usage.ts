@@ -1,7 +1,7 @@
-import type { Store, UsageGroup } from './store.js'
+import type { Store, UsageGroup, UsageSums } from './store.js'
 import { costUsd } from './log-columns.js'
 import { resolveKeyLimits } from './limits.js'
-import type { ApiKey, DailyUsage, DefaultOverrides } from './types.js'
+import type { ApiKey, DailyUsage, DefaultOverrides, RequestRow } from './types.js'
 
 export interface UsageFigures {
   /** Every request: any route, any status (what `requests` always counted). */
@@ -26,6 +26,22 @@ export const CHAT_ROUTES: ReadonlySet<string> = new Set(['/chat', '/v1/chat/comp
 
 export function isChatRoute(route: string): boolean {
   return CHAT_ROUTES.has(route)
+}
+
+/** Sums of no rows yet. */
+export function noSums(): UsageSums {
+  return { requests: 0, errors: 0, rateLimited: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, costMicros: null }
+}
+
+/** Adds one log row to `sum`: the one definition of what an error, a 429 and a cost count as. */
+export function addRow(sum: UsageSums, row: RequestRow): void {
+  sum.requests++
+  if (row.status >= 400) sum.errors++
+  if (row.status === 429) sum.rateLimited++
+  sum.promptTokens += row.promptTokens
+  sum.completionTokens += row.completionTokens
+  sum.totalTokens += row.totalTokens
+  if (row.costMicros !== null) sum.costMicros = (sum.costMicros ?? 0) + row.costMicros
 }
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/

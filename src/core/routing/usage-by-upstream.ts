@@ -1,6 +1,6 @@
 import type { UsageGroup } from '../store.js'
 import type { RequestRow } from '../types.js'
-import { isChatRoute } from '../usage.js'
+import { addRow, isChatRoute, noSums } from '../usage.js'
 
 /**
  * Usage per upstream over budget days `fromDay`..`toDay`, from the log rows (the kept totals
@@ -15,17 +15,11 @@ export async function usageByUpstream(rows: Iterable<RequestRow> | AsyncIterable
     const name = row.upstream ?? ''
     let g = groups.get(name)
     if (!g) {
-      g = { group: name, requests: 0, chatRequests: 0, errors: 0, rateLimited: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, costMicros: null, p50Ms: null, p95Ms: null, latencies: [] }
+      g = { group: name, chatRequests: 0, ...noSums(), p50Ms: null, p95Ms: null, latencies: [] }
       groups.set(name, g)
     }
-    g.requests++
+    addRow(g, row)
     if (isChatRoute(row.route)) g.chatRequests++
-    if (row.status >= 400) g.errors++
-    if (row.status === 429) g.rateLimited++
-    g.promptTokens += row.promptTokens
-    g.completionTokens += row.completionTokens
-    g.totalTokens += row.totalTokens
-    if (row.costMicros !== null) g.costMicros = (g.costMicros ?? 0) + row.costMicros
     g.latencies.push(row.latencyMs)
   }
   return [...groups.values()]

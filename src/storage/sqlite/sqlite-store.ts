@@ -3,7 +3,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { and, asc, count, desc, eq, getTableColumns, gt, gte, inArray, lt, lte, or, sql, type SQL } from 'drizzle-orm'
 import type { SQLiteColumn, SQLiteTable } from 'drizzle-orm/sqlite-core'
 import { nameTaken } from '../../core/keys.js'
-import { isChatRoute } from '../../core/usage.js'
+import { addRow, isChatRoute, noSums } from '../../core/usage.js'
 import type { ApiKey, DailyUsage, DefaultOverrides, KeySecret, RequestRow } from '../../core/types.js'
 import type { ErrorPoint, KeyPatch, LatencyCount as LatencyCountRow, LatencyFigures, LogCursor, LoggedRequest, LogSpan, NewKey, RequestFilter, SeriesPoint, Store, UsageGroup, UsageRange, UsageSpan } from '../../core/store.js'
 import { overlay } from '../overlay.js'
@@ -192,17 +192,11 @@ function sumForRollup(rows: RequestRow[]): Iterable<RollupSum> {
     const id = `${row.day}\0${keyId}\0${model}`
     let sum = sums.get(id)
     if (!sum) {
-      sum = { day: row.day, keyId, model, requests: 0, chatRequests: 0, errors: 0, rateLimited: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, costMicros: null }
+      sum = { day: row.day, keyId, model, chatRequests: 0, ...noSums() }
       sums.set(id, sum)
     }
-    sum.requests++
+    addRow(sum, row)
     if (isChatRoute(row.route)) sum.chatRequests++
-    if (row.status >= 400) sum.errors++
-    if (row.status === 429) sum.rateLimited++
-    sum.promptTokens += row.promptTokens
-    sum.completionTokens += row.completionTokens
-    sum.totalTokens += row.totalTokens
-    if (row.costMicros !== null) sum.costMicros = (sum.costMicros ?? 0) + row.costMicros
   }
   return sums.values()
 }
@@ -218,16 +212,10 @@ function sumForHours(rows: RequestRow[]): { sums: Iterable<HourlySum>; latencies
     const id = `${hour}\0${keyId}\0${model}`
     let sum = sums.get(id)
     if (!sum) {
-      sum = { hour, keyId, model, requests: 0, errors: 0, rateLimited: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0, costMicros: null }
+      sum = { hour, keyId, model, ...noSums() }
       sums.set(id, sum)
     }
-    sum.requests++
-    if (row.status >= 400) sum.errors++
-    if (row.status === 429) sum.rateLimited++
-    sum.promptTokens += row.promptTokens
-    sum.completionTokens += row.completionTokens
-    sum.totalTokens += row.totalTokens
-    if (row.costMicros !== null) sum.costMicros = (sum.costMicros ?? 0) + row.costMicros
+    addRow(sum, row)
     const bucket = latencyBucket(row.latencyMs)
     const lid = `${hour}\0${bucket}`
     const count = latencies.get(lid)
