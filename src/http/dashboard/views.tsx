@@ -159,12 +159,15 @@ export function UsageView(props: { range: UsageRangeView; query: Query; by: 'key
   )
 }
 
-const SOURCE: Record<LimitSource, string> = { key: 'key', default: 'default', 'built-in': 'built-in' }
+/** Where a limit's value comes from; the key's own stands out. */
+function sourceTag(source: LimitSource) {
+  return <span class={source === 'key' ? 'tag ok' : 'tag'}>{source}</span>
+}
 
 function limitCell(value: number | null, source: LimitSource, unit: string) {
   return (
     <td>
-      {value === null ? 'off' : `${num(value)} ${unit}`} <span class={source === 'key' ? 'tag ok' : 'tag'}>{SOURCE[source]}</span>
+      {value === null ? 'off' : `${num(value)} ${unit}`} {sourceTag(source)}
     </td>
   )
 }
@@ -209,7 +212,7 @@ export function BudgetsView(props: { day: string; resetsAt: number; keys: KeyBud
                     {count(k.used, 'token')}
                   </td>
                   <td class="num">
-                    {k.limit === null ? 'no limit' : count(k.limit, 'token')} <span class={k.resolved.sources.dailyTokens === 'key' ? 'tag ok' : 'tag'}>{SOURCE[k.resolved.sources.dailyTokens]}</span>
+                    {k.limit === null ? 'no limit' : count(k.limit, 'token')} {sourceTag(k.resolved.sources.dailyTokens)}
                   </td>
                   <td class="num">{k.left === null ? 'n/a' : count(k.left, 'token')}</td>
                   <td>
