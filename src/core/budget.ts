@@ -82,10 +82,15 @@ export class BudgetLedger {
     return this.calendar.dayOf(now)
   }
 
+  /** Whether the ledger is on `now`'s budget day already (nothing to read). */
+  holds(now: number): boolean {
+    return this.calendar.dayOf(now) === this.day
+  }
+
   /**
    * Reads the day's spent totals from the store when `now` begins a day the ledger does not
    * hold yet, then moves to it; the steps above are synchronous and cannot read the store.
-   * The gateway awaits it before each admission (at once, within a day).
+   * The in-memory limiter awaits it before a day's first admission, and at start.
    */
   async prepare(now: number): Promise<void> {
     const day = this.calendar.dayOf(now)

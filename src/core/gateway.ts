@@ -53,12 +53,6 @@ export interface StreamedCompletion {
   body: AsyncIterable<Uint8Array>
 }
 
-/** One upstream call: its request's signal, which aborts when the client leaves or at the shutdown deadline. */
-interface Call {
-  readonly signal: CancelSignal
-  done(): void
-}
-
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
@@ -220,15 +214,15 @@ export class Gateway {
   async complete(record: RequestRecord, key: ApiKey, prepared: PreparedChat, cancel: Cancel, queueTimeoutMs?: number): Promise<Completion> {
     const { route, admission } = await this.begin(record, key, prepared, cancel, queueTimeoutMs)
     const started = performance.now()
-    const call = this.track(cancel)
+    this.calls.add(cancel)
     let bytes: Uint8Array
     try {
-      bytes = await this.deps.router.run(route, record, call.signal, (upstream, model, timeoutMs) => upstream.complete(model, bodyFor(prepared, model), call.signal, timeoutMs))
+      bytes = await this.deps.router.run(route, record, cancel, (upstream, model, timeoutMs) => upstream.complete(model, bodyFor(prepared, model), cancel, timeoutMs))
     } catch (err) {
       this.end(record, admission, this.cutUsage(err, prepared), started)
       throw err
     } finally {
-      call.done()
+      this.calls.delete(cancel)
     }
     let json: Record<string, unknown>
     try {
@@ -248,24 +242,33 @@ export class Gateway {
   async stream(record: RequestRecord, key: ApiKey, prepared: PreparedChat, cancel: Cancel, queueTimeoutMs?: number): Promise<StreamedCompletion> {
     const { route, admission } = await this.begin(record, key, prepared, cancel, queueTimeoutMs)
     const started = performance.now()
-    const call = this.track(cancel)
+    this.calls.add(cancel)
     // With another upstream to fall back to, the first chunk is awaited before anything reaches
     // the client, so a stream that breaks before its first byte may still go elsewhere.
     const attempt = async (upstream: Upstream, model: string, timeoutMs: number, more: boolean) => {
-      const source = await upstream.stream(model, bodyFor(prepared, model), call.signal, timeoutMs)
-      return more ? withFirstChunk(source, (err) => (err instanceof GatewayError && !call.signal.aborted ? markRetryable(err) : err)) : source
+      const source = await upstream.stream(model, bodyFor(prepared, model), cancel, timeoutMs)
+      return more ? withFirstChunk(source, (err) => (err instanceof GatewayError && !cancel.aborted ? markRetryable(err) : err)) : source
     }
+    // The upstream's in-flight slot is held until the relay ends (its finally gives it back).
+    let release = () => {}
     let source: AsyncIterable<Uint8Array>
     try {
-      source = await this.deps.router.run(route, record, call.signal, attempt, releasing)
+      source = await this.deps.router.run(route, record, cancel, attempt, (value, r) => {
+        release = r
+        return value
+      })
     } catch (err) {
-      call.done()
+      this.calls.delete(cancel)
       this.end(record, admission, this.cutUsage(err, prepared), started)
       throw err
     }
     record.streamed = true
     record.deferred = true
-    return { headers: admission.headers, body: this.relay(record, prepared, admission, source, started, call) }
+    const done = () => {
+      release()
+      this.calls.delete(cancel)
+    }
+    return { headers: admission.headers, body: this.relay(record, prepared, admission, source, started, cancel, done) }
   }
 
   /** Model ids (and aliases) this key may use: its allow-list as far as served, else every upstream's. */
@@ -285,7 +288,6 @@ export class Gateway {
     if (this.stopping) throw shuttingDown()
     record.model = prepared.model
     if (this.deps.options.logBodies) record.requestBody = JSON.stringify(prepared.body)
-    await this.limiter.prepare(this.deps.clock.now())
     const route = this.route(key, prepared)
     const admission = await this.limiter.admit(key, this.limitsOf(key), prepared, { signal, timeoutMs: queueTimeoutMs })
     record.queuedMs = admission.queuedMs
@@ -301,12 +303,6 @@ export class Gateway {
       record.costMicros = this.deps.pricing.costMicros(record.servedModel ?? record.model, usage.promptTokens, usage.completionTokens, record.upstream)
     }
     admission.settle(usage ?? record.usage)
-  }
-
-  /** The request's cancellation, held while its upstream call runs so the shutdown deadline can abort it too. */
-  private track(cancel: Cancel): Call {
-    this.calls.add(cancel)
-    return { signal: cancel, done: () => this.calls.delete(cancel) }
   }
 
   /**
@@ -329,7 +325,9 @@ export class Gateway {
     admission: Admission,
     source: AsyncIterable<Uint8Array>,
     started: number,
-    call: Call,
+    cancel: Cancel,
+    /** Gives back the upstream's slot and stops holding the request for the shutdown cut. */
+    done: () => void,
   ): AsyncGenerator<Uint8Array> {
     const splitter = new SseSplitter()
     let usage: Usage | null = null
@@ -384,8 +382,8 @@ export class Gateway {
       failure = err instanceof GatewayError ? err : upstreamError(502, 'The upstream stream broke', 'upstream_broken')
     } finally {
       // Runs when the client leaves too (the generator is returned early): meter what was streamed.
-      if (!failure && !sawDone && call.signal.aborted) failure = abortError(call.signal)
-      call.done()
+      if (!failure && !sawDone && cancel.aborted) failure = abortError(cancel)
+      done()
       await finish()
     }
     if (failure) {
@@ -425,17 +423,6 @@ function bodyFor(prepared: PreparedChat, model: string): Uint8Array {
     prepared.raw = null
   }
   return serialise(prepared)
-}
-
-/** A stream that holds its upstream's in-flight slot until it ends. */
-function releasing(source: AsyncIterable<Uint8Array>, release: () => void): AsyncIterable<Uint8Array> {
-  return (async function* held() {
-    try {
-      yield* source
-    } finally {
-      release()
-    }
-  })()
 }
 
 /** An error as an SSE event in OpenAI's error shape. */

@@ -40,8 +40,9 @@ export interface Limiter {
   /** Counts a failed authentication from an address; 429 past `limit` a minute. */
   countAuthFailure(ip: string, limit: number | null): void | Promise<void>
   /**
-   * Reads from the store what admitting on `now`'s budget day needs, before the day's first
-   * admission (the in-memory limiter: the day's spent totals); at once within a day.
+   * Reads from the store what admitting on `now`'s budget day needs (the in-memory limiter:
+   * the day's spent totals), so the first request need not wait; `admit` does it itself
+   * when a new day begins.
    */
   prepare(now: number): Promise<void>
   /** The key's budget today (reports and tests). */

@@ -30,7 +30,10 @@ export class MemoryLimiter implements Limiter {
   }
 
   admit(key: ApiKey, limits: Limits, prepared: PreparedChat, opts: AdmitOptions): Promise<Admission> {
-    return this.admission.admit(key, limits, prepared, opts)
+    // A new budget day's spent totals are read before its first admission; within a day, no wait.
+    const now = this.clock.now()
+    if (this.ledger.holds(now)) return this.admission.admit(key, limits, prepared, opts)
+    return this.ledger.prepare(now).then(() => this.admission.admit(key, limits, prepared, opts))
   }
 
   admitAddress(ip: string, limit: number | null): void {
