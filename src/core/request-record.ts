@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto'
 import type { ApiKey, RequestRow, Usage } from './types.js'
 
 export const NO_USAGE: Usage = Object.freeze({ promptTokens: 0, completionTokens: 0, totalTokens: 0, estimated: false })
@@ -38,7 +37,6 @@ export class RequestRecord {
    */
   awaitRow = true
   written = false
-  readonly entryId: string
 
   constructor(
     readonly requestId: string,
@@ -51,14 +49,12 @@ export class RequestRecord {
   ) {
     this.timestamp = new Date(now).toISOString()
     this.day = day
-    this.entryId = randomUUID()
   }
 
   toRow(status: number): RequestRow {
     return {
       timestamp: this.timestamp,
       requestId: this.requestId,
-      entryId: this.entryId,
       keyId: this.key?.id ?? null,
       keyName: this.key?.name ?? null,
       ip: this.ip,

@@ -73,9 +73,9 @@ export interface RequestRow {
   timestamp: string
   requestId: string
   /**
-   * Unique per logged request, made by the gateway (the request id may be the client's, and
-   * repeat): a shared store's idempotency key for retried and replayed batches. Rows read
-   * back from SQLite do not carry it.
+   * Unique per logged request (the request id may be the client's, and repeat): a shared
+   * store's idempotency key for retried and replayed batches, given by the spool before a
+   * row's first attempt. SQLite needs none, and rows read back from it do not carry it.
    */
   entryId?: string
   keyId: string | null

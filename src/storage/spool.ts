@@ -1,4 +1,5 @@
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs'
+import { randomUUID } from 'node:crypto'
 import { dirname, join } from 'node:path'
 import type { SpoolState, UsageStore } from '../core/store.js'
 import type { RequestRow } from '../core/types.js'
@@ -68,6 +69,8 @@ export class SpoolingLog implements Pick<UsageStore, 'appendRequests'> {
   }
 
   async appendRequests(rows: RequestRow[]): Promise<boolean> {
+    // Given once, before the first attempt: a retried batch holds the same rows, so the same ids.
+    for (const row of rows) row.entryId ??= randomUUID()
     if (this.spooled === 0) {
       try {
         return await this.store.appendRequests(rows)
