@@ -107,34 +107,35 @@ export async function buildGateway(settings: GatewaySettings, clock: Clock = sys
   const RedisLimiter = settings.redis === null ? null : (await import('./storage/redis/redis-limiter.js')).RedisLimiter
   const calendar = new Calendar(settings.timezone)
   const pricing = Pricing.load(settings.prices)
+  // The upstreams are checked (a bad URL or file throws) before anything is opened.
+  const made = createUpstreams({ ...settings, warn, clock })
+  const upstreams = made.routed.map((r) => r.upstream)
+  const upstream = upstreams[0]
   const store = openStore(settings.db, { busyTimeoutMs: 0 })
-  let lock: ServerLock | null
+  let lock: ServerLock | null = null
+  let spool: SpoolingLog | null = null
+  /** Gives back what was opened when a later step of the start fails. */
+  const abandon = async () => {
+    spool?.close()
+    await store.close()
+    lock?.release()
+  }
   try {
     // PostgreSQL is shared by design (many gateways); a SQLite file has one server, or several
     // when their limits are shared in Redis.
     lock = store.kind === 'postgres' || settings.db === ':memory:' ? null : ServerLock.acquire(settings.db, { shared: settings.redis !== null })
-  } catch (err) {
-    await store.close()
-    throw err
-  }
-  let spool: SpoolingLog | null
-  try {
     spool = store.kind === 'postgres' ? new SpoolingLog(store, settings.spoolDir, onError) : null
   } catch (err) {
-    await store.close()
-    lock?.release()
+    await abandon()
     throw err
   }
   const sinks: RowSink[] = settings.csvLog ? [new CsvLog(settings.csvLog)] : []
   // PostgreSQL takes several batches at once (a commit's round trip is the wait); SQLite has one writer.
   const requestLog = new RequestLog(spool ?? store, sinks, onError, store.kind === 'postgres' ? PG_BATCHES_IN_FLIGHT : 1)
-  const made = createUpstreams({ ...settings, warn, clock })
-  const upstreams = made.routed.map((r) => r.upstream)
-  const upstream = upstreams[0]
   const router = new Router(made.routed, made.aliases, { cooldown: made.cooldown, deadlineMs: settings.totalTimeoutMs }, clock)
   const accessLog = settings.accessLog === 'off' ? null : new AccessLog(settings.accessLog)
-  let metrics: Metrics | null = null
-  const gateway = new Gateway({
+  const metrics = new Metrics(() => gateway.queue, upstreams.map((u) => u.name))
+  const gateway: Gateway = new Gateway({
     store,
     clock,
     router,
@@ -143,7 +144,7 @@ export async function buildGateway(settings: GatewaySettings, clock: Clock = sys
     requestLog,
     options: { model: settings.model, logBodies: settings.logBodies, maxInflight: settings.maxInflight, queueSize: settings.queueSize, queueTimeoutMs: settings.queueTimeoutMs },
     observe: (row) => {
-      metrics?.observe(row)
+      metrics.observe(row)
       accessLog?.write(row)
     },
     onError,
@@ -152,12 +153,9 @@ export async function buildGateway(settings: GatewaySettings, clock: Clock = sys
   try {
     await gateway.start()
   } catch (err) {
-    spool?.close()
-    await store.close()
-    lock?.release()
+    await abandon()
     throw err
   }
-  metrics = new Metrics(() => gateway.queue, upstreams.map((u) => u.name))
   const stopWatching = gateway.watch()
   const app = createApp({
     gateway,
