@@ -95,10 +95,6 @@ export class Router {
     }
   }
 
-  get upstreams(): Upstream[] {
-    return [...this.entries.values()].map((e) => e.upstream)
-  }
-
   /** Whether a model or alias reaches some upstream (without asking one). */
   serves(model: string): boolean {
     return model in this.aliases || this.byModel.has(model) || this.open.length > 0
