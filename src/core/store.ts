@@ -42,7 +42,7 @@ export interface LatencyCount {
 }
 
 /** Whole budget days (the kept totals) or a window of time (the log rows, by their timestamp index). */
-export type UsageSpan = { fromDay: string; toDay: string; keyId?: string } | { since: string; until: string; keyId?: string }
+export type UsageSpan = UsageRange | { since: string; until: string; keyId?: string }
 
 /** What every usage total sums over log rows: the kept rollups, a series point, a usage group. */
 export interface UsageSums {

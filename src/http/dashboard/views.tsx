@@ -2,6 +2,7 @@ import type { LoggedRequest } from '../../core/store.js'
 import type { ErrorView, GroupTotals, KeyBudget, Overview, UsageRangeView } from '../../core/usage-views.js'
 import type { LimitSource } from '../../core/limits.js'
 import { keyStatus } from '../../core/keys.js'
+import { costUsd } from '../../core/log-columns.js'
 import type { ApiKey, RequestRow } from '../../core/types.js'
 import { BarChart, Legend } from './chart.js'
 import { count, ms, num, percent, usd, when } from './format.js'
@@ -371,7 +372,7 @@ export function LogView(props: { range: UsageRangeView; query: Query; rows: Logg
                   </td>
                   <td class="num">{count(row.totalTokens, 'token')}</td>
                   <td class="num">{ms(row.latencyMs)}</td>
-                  <td class="num">{usd(row.costMicros === null ? null : row.costMicros / 1e6)}</td>
+                  <td class="num">{usd(costUsd(row.costMicros))}</td>
                 </tr>
               ))}
             </tbody>
@@ -404,7 +405,7 @@ function Detail(props: { id: number; row: RequestRow; logBodies: boolean }) {
     ['Tokens', `${num(r.promptTokens)} prompt + ${num(r.completionTokens)} completion = ${count(r.totalTokens, 'token')}${r.estimated ? ' (estimated)' : ''}`],
     ['Latency', `${ms(r.latencyMs)} total, ${ms(r.upstreamMs)} upstream, ${ms(r.queuedMs)} queued`],
     ['Streamed', r.streamed ? 'yes' : 'no'],
-    ['Cost', usd(r.costMicros === null ? null : r.costMicros / 1e6)],
+    ['Cost', usd(costUsd(r.costMicros))],
     ['User agent', r.userAgent ?? '-'],
     ['Budget day', r.day],
   ]
