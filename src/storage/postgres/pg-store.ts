@@ -92,6 +92,9 @@ function dashboardOnly(): Error {
 
 const groupOrder = (r: RequestRow) => `${r.day}\0${r.keyId ?? ''}\0${r.model ?? ''}`
 
+/** The chat routes as a query parameter (built once, not per batch). */
+const CHAT_ROUTE_LIST = [...CHAT_ROUTES]
+
 export class PgStore implements Store {
   readonly kind = 'postgres' as const
   private readonly pool: pg.Pool
@@ -99,7 +102,7 @@ export class PgStore implements Store {
   private readonly changes: ChangeListener
   private readonly statements = new Map<number, string>()
 
-  constructor(private readonly url: string, options: PgOptions = {}) {
+  constructor(url: string, options: PgOptions = {}) {
     this.pool = openPool(url, options)
     this.ready = openDb(this.pool)
     this.ready.catch(() => {}) // reported by the first call that awaits it
@@ -111,12 +114,8 @@ export class PgStore implements Store {
     await this.ready
   }
 
-  private q(): Promise<PgDb> {
-    return this.ready
-  }
-
   async createKey(key: NewKey, secret: KeySecret): Promise<void> {
-    const db = await this.q()
+    const db = await this.ready
     await guardName(key.name, () =>
       db.transaction(async (tx) => {
         await tx.insert(apiKeys).values({ ...key, role: key.admin ? 'admin' : 'user' })
@@ -126,7 +125,7 @@ export class PgStore implements Store {
   }
 
   async updateKey(id: string, patch: KeyPatch): Promise<void> {
-    const db = await this.q()
+    const db = await this.ready
     await guardName(patch.name, () =>
       db.transaction(async (tx) => {
         const set: Partial<KeyRow> = {}
@@ -145,15 +144,15 @@ export class PgStore implements Store {
   }
 
   async revokeKey(id: string, at: number): Promise<void> {
-    await (await this.q()).update(apiKeys).set({ revokedAt: at }).where(eq(apiKeys.id, id))
+    await (await this.ready).update(apiKeys).set({ revokedAt: at }).where(eq(apiKeys.id, id))
   }
 
   async deleteKey(id: string): Promise<void> {
-    await (await this.q()).delete(apiKeys).where(eq(apiKeys.id, id)) // its secrets go by the foreign key's cascade
+    await (await this.ready).delete(apiKeys).where(eq(apiKeys.id, id)) // its secrets go by the foreign key's cascade
   }
 
   async rotateSecret(keyId: string, secret: KeySecret, retireAt: number): Promise<void> {
-    const db = await this.q()
+    const db = await this.ready
     await db.transaction(async (tx) => {
       await tx
         .update(keySecrets)
@@ -164,11 +163,11 @@ export class PgStore implements Store {
   }
 
   async listKeys(): Promise<ApiKey[]> {
-    return (await (await this.q()).select().from(apiKeys).orderBy(apiKeys.createdAt, apiKeys.id)).map(toApiKey)
+    return (await (await this.ready).select().from(apiKeys).orderBy(apiKeys.createdAt, apiKeys.id)).map(toApiKey)
   }
 
   async findKey(idOrName: string): Promise<ApiKey | undefined> {
-    const [row] = await (await this.q())
+    const [row] = await (await this.ready)
       .select()
       .from(apiKeys)
       .where(or(eq(apiKeys.id, idOrName), eq(sql`lower(${apiKeys.name})`, sql`lower(${idOrName})`)))
@@ -178,26 +177,26 @@ export class PgStore implements Store {
   }
 
   async findSecrets(by: { prefix: string } | { hash: string }): Promise<KeySecret[]> {
-    return (await this.q())
+    return (await this.ready)
       .select()
       .from(keySecrets)
       .where('prefix' in by ? eq(keySecrets.prefix, by.prefix) : eq(keySecrets.hash, by.hash))
   }
 
   async listLiveSecrets(now: number): Promise<KeySecret[]> {
-    return (await this.q())
+    return (await this.ready)
       .select()
       .from(keySecrets)
       .where(or(sql`${keySecrets.expiresAt} is null`, sql`${keySecrets.expiresAt} > ${now}`))
   }
 
   async getDefaults(): Promise<DefaultOverrides> {
-    const [row] = await (await this.q()).select().from(settings).where(eq(settings.name, DEFAULTS))
+    const [row] = await (await this.ready).select().from(settings).where(eq(settings.name, DEFAULTS))
     return row?.value ?? {}
   }
 
   async mergeDefaults(changes: DefaultOverrides): Promise<DefaultOverrides> {
-    const db = await this.q()
+    const db = await this.ready
     return db.transaction(async (tx) => {
       // The row exists first, so the read below locks it: concurrent merges go one after the other.
       await tx.insert(settings).values({ name: DEFAULTS, value: {} }).onConflictDoNothing()
@@ -220,9 +219,8 @@ export class PgStore implements Store {
     if (rows.length === 0) return true
     await this.ready
     const ordered = rows.length > ROWS_PER_STATEMENT ? [...rows].sort((a, b) => (groupOrder(a) < groupOrder(b) ? -1 : groupOrder(a) > groupOrder(b) ? 1 : 0)) : rows
-    const routes = [...CHAT_ROUTES]
     const statement = (chunk: RequestRow[]) => {
-      const values: unknown[] = [routes]
+      const values: unknown[] = [CHAT_ROUTE_LIST]
       for (const row of chunk) for (const c of LOG_COLUMNS) values.push(c.property === 'entryId' ? (row.entryId ?? randomUUID()) : row[c.property])
       // Named, so each connection parses and plans a batch size once (the usual sizes are few and small).
       return { name: chunk.length <= NAMED_UP_TO || chunk.length === ROWS_PER_STATEMENT ? `gw_append_${chunk.length}` : undefined, text: this.statementFor(chunk.length), values }
@@ -256,7 +254,7 @@ export class PgStore implements Store {
   }
 
   async dailyUsage(day: string): Promise<DailyUsage[]> {
-    const rows = await (await this.q()).select().from(dailyUsage).where(eq(dailyUsage.day, day))
+    const rows = await (await this.ready).select().from(dailyUsage).where(eq(dailyUsage.day, day))
     return rows.map((r) => ({
       ...r,
       requests: num(r.requests),
@@ -269,7 +267,7 @@ export class PgStore implements Store {
   }
 
   async usageBy(group: 'key' | 'day' | 'model', range: UsageRange): Promise<UsageGroup[]> {
-    const db = await this.q()
+    const db = await this.ready
     const g = { key: usageRollup.keyId, day: usageRollup.day, model: usageRollup.model }[group]
     const total = (column: PgColumn) => sql<number>`sum(${column})::bigint`
     const sums = await db
@@ -317,7 +315,7 @@ export class PgStore implements Store {
 
   /** The log in id order, a page at a time (keyset on the id): no transaction spans the export. */
   async *iterateRequests(filter: RequestFilter): AsyncIterableIterator<RequestRow> {
-    const db = await this.q()
+    const db = await this.ready
     let after = 0
     for (;;) {
       const page = await db
@@ -333,12 +331,12 @@ export class PgStore implements Store {
   }
 
   async countRequests(filter: RequestFilter): Promise<number> {
-    const [r] = await (await this.q()).select({ n: sql<number>`count(*)::bigint` }).from(requestLog).where(whereOf(filter))
+    const [r] = await (await this.ready).select({ n: sql<number>`count(*)::bigint` }).from(requestLog).where(whereOf(filter))
     return num(r.n)
   }
 
   async logSpan(before: string): Promise<LogSpan> {
-    const [r] = await (await this.q())
+    const [r] = await (await this.ready)
       .select({ rows: sql<number>`count(*)::bigint`, first: sql<string | null>`min(${requestLog.timestamp})`, last: sql<string | null>`max(${requestLog.timestamp})` })
       .from(requestLog)
       .where(lt(requestLog.timestamp, before))
@@ -347,7 +345,7 @@ export class PgStore implements Store {
 
   /** Small transactions (each its own statement), so no long lock or huge WAL burst; the rollup stays. */
   async pruneRequests(before: string): Promise<number> {
-    const db = await this.q()
+    const db = await this.ready
     let deleted = 0
     for (;;) {
       const oldest = db.select({ id: requestLog.id }).from(requestLog).where(lt(requestLog.timestamp, before)).limit(PRUNE_BATCH)
@@ -385,7 +383,7 @@ export class PgStore implements Store {
   }
 
   async appliedMigrations(): Promise<number> {
-    const r = await (await this.q()).execute<{ n: number }>(sql`select count(*)::bigint as n from drizzle.__drizzle_migrations`)
+    const r = await (await this.ready).execute<{ n: number }>(sql`select count(*)::bigint as n from drizzle.__drizzle_migrations`)
     return num(r.rows[0].n)
   }
 

@@ -1,6 +1,6 @@
 import type { Statement } from 'better-sqlite3'
 import { setTimeout as delay } from 'node:timers/promises'
-import { and, asc, count, desc, eq, getTableColumns, gt, gte, inArray, lt, lte, or, sql, type SQL } from 'drizzle-orm'
+import { and, asc, desc, eq, getTableColumns, gt, gte, inArray, lt, lte, or, sql, type SQL } from 'drizzle-orm'
 import type { SQLiteColumn, SQLiteTable } from 'drizzle-orm/sqlite-core'
 import { nameTaken } from '../../core/keys.js'
 import { addRow, isChatRoute, noSums } from '../../core/usage.js'
@@ -116,9 +116,8 @@ function logSpanWhere(span: UsageSpan): SQL | undefined {
   return and(gte(requestLog.timestamp, span.since), lt(requestLog.timestamp, span.until), key)
 }
 
-/** A log row's bucket: its budget day for day spans, else its UTC time floored to `minutes`. */
-function logBucket(span: UsageSpan, minutes: number): SQL {
-  if ('fromDay' in span) return sql`${requestLog.day}`
+/** A log row's UTC time floored to `minutes` (a window's bucket; day spans are bucketed by the caller). */
+function logBucket(minutes: number): SQL {
   if (minutes >= 60) return sql`substr(${requestLog.timestamp}, 1, 13) || ':00'`
   return sql`substr(${requestLog.timestamp}, 1, 14) || printf('%02d', cast(substr(${requestLog.timestamp}, 15, 2) as integer) / ${minutes} * ${minutes})`
 }
@@ -476,7 +475,7 @@ export class SqliteStore implements Store {
         group by 1, 2 order by 1, 2`)
     }
     const group = by === 'all' ? sql`''` : LOG_GROUP[by]
-    const bucket = logBucket(span, bucketMinutes)
+    const bucket = logBucket(bucketMinutes)
     return this.db.all<SeriesPoint>(sql`
       select ${bucket} as bucket, ${group} as "group", count(*) as requests, sum(status >= 400) as errors,
         sum(status = 429) as rateLimited, sum(prompt_tokens) as promptTokens, sum(completion_tokens) as completionTokens,
@@ -509,7 +508,7 @@ export class SqliteStore implements Store {
 
   async errorsBy(window: { since: string; until: string }, bucket: 'day' | number): Promise<ErrorPoint[]> {
     // Through request_log_errors, which holds the failed rows alone and covers this read.
-    const group = bucket === 'day' ? sql`${requestLog.day}` : logBucket(window, bucket)
+    const group = bucket === 'day' ? sql`${requestLog.day}` : logBucket(bucket)
     return this.db.all<ErrorPoint>(sql`
       select ${group} as bucket, status, error_code as errorCode, count(*) as requests
       from ${requestLog} where ${and(gte(requestLog.timestamp, window.since), lt(requestLog.timestamp, window.until), sql`${requestLog.status} >= 400`)}
