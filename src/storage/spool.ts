@@ -1,6 +1,7 @@
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs'
 import { randomUUID } from 'node:crypto'
 import { dirname, join } from 'node:path'
+import { setTimeout as delay } from 'node:timers/promises'
 import type { SpoolState, UsageStore } from '../core/store.js'
 import type { RequestRow } from '../core/types.js'
 import { ServerLock } from './sqlite/server-lock.js'
@@ -126,7 +127,7 @@ export class SpoolingLog implements Pick<UsageStore, 'appendRequests'> {
       try {
         for (let i = 0; i < lines.length; i += REPLAY_BATCH) {
           const batch = lines.slice(i, i + REPLAY_BATCH).map((l) => JSON.parse(l) as RequestRow)
-          while (!(await this.store.appendRequests(batch))) await new Promise((r) => setTimeout(r, 10))
+          while (!(await this.store.appendRequests(batch))) await delay(10)
         }
       } catch (err) {
         this.lastError = err instanceof Error ? err.message : String(err)

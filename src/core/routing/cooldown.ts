@@ -39,7 +39,7 @@ export class Cooldown {
 
   state(now: number): { state: BreakerState; failuresInRow: number; coolingUntil: number | null } {
     const open = this.inRow >= this.options.failures
-    const state: BreakerState = !open ? 'closed' : now < this.openUntil || this.probing ? (this.probing ? 'half-open' : 'open') : 'half-open'
+    const state: BreakerState = !open ? 'closed' : !this.probing && now < this.openUntil ? 'open' : 'half-open'
     return { state, failuresInRow: this.inRow, coolingUntil: open ? this.openUntil : null }
   }
 }

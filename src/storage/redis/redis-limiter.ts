@@ -15,6 +15,7 @@ import { abortError, type FairQueue } from '../../core/queue.js'
 import type { ApiKey, Limits, Usage } from '../../core/types.js'
 import type { Store } from '../../core/store.js'
 import { ADDRESS_SCRIPT, ADMIT, ADMIT_SCRIPT, EXTEND_SCRIPT, RESIZE_SCRIPT, SETTLE_SCRIPT, SLOT_SCRIPT } from './scripts.js'
+import { setTimeout as delay } from 'node:timers/promises'
 
 /** Redis answered nothing for the timeout. */
 class CommandTimeout extends Error {}
@@ -75,7 +76,6 @@ interface Owed {
 /** An error Redis itself replied (a script error): Redis is there, the call was wrong. */
 const isReply = (err: unknown): err is ErrorReply => err instanceof ErrorReply
 const prefixOf = (keyId: string) => `gw:{${keyId}}:`
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /**
  * Every limit in Redis, shared by every gateway on it: one Lua script admits a request against
@@ -133,7 +133,7 @@ export class RedisLimiter implements Limiter {
     const end = Date.now() + 2_000
     while (this.owed.length > 0 && Date.now() < end) {
       await this.flushOwed()
-      if (this.owed.length > 0) await sleep(SETTLE_RETRY_MS)
+      if (this.owed.length > 0) await delay(SETTLE_RETRY_MS)
     }
     if (this.retryTimer) clearTimeout(this.retryTimer)
     if (this.owed.length > 0) this.o.warn(`gateway: ${this.owed.length} settle(s) could not be sent to Redis before exit; their reservations will be charged in full when their lease ends`)
@@ -314,7 +314,7 @@ export class RedisLimiter implements Limiter {
       if (r[0] === 1) return
       if (r[0] === -1) throw limiterUnavailable()
       if (Date.now() + pause > end) throw unavailable(`Waited ${Math.round(timeoutMs / 1000)}s in the gateway queue without a free slot`, 'queue_timeout', 1000)
-      await sleep(pause * (0.5 + Math.random()))
+      await delay(pause * (0.5 + Math.random()))
       pause = Math.min(pause * 2, SLOT_POLL_MS[1])
     }
   }
@@ -374,7 +374,7 @@ export class RedisLimiter implements Limiter {
   private dailyTotals(day: string, notBefore: number): Promise<Map<string, number>> {
     const now = performance.now()
     if (this.seeds?.day !== day || this.seeds.at < notBefore) {
-      const totals = Promise.resolve(this.o.store.dailyUsage(day)).then((rows) => new Map(rows.map((u) => [u.keyId, u.totalTokens])))
+      const totals = this.o.store.dailyUsage(day).then((rows) => new Map(rows.map((u) => [u.keyId, u.totalTokens])))
       this.seeds = { day, at: now, totals }
       totals.catch(() => (this.seeds = null))
     }
@@ -457,7 +457,7 @@ export class RedisLimiter implements Limiter {
     this.lastError = err instanceof Error ? err.message : String(err)
     if (this.down) return
     this.down = true
-    this.o.warn(`gateway: Redis unavailable (${err instanceof Error ? err.message : String(err)}); refusing requests with 503 limiter_unavailable until it returns`)
+    this.o.warn(`gateway: Redis unavailable (${this.lastError}); refusing requests with 503 limiter_unavailable until it returns`)
   }
 
   private newId(): string {

@@ -31,9 +31,10 @@ export class ServerLock {
     const conn = new Database(file)
     let committing = false
     try {
+      // Long enough for a rival's brief read of the pid, short enough to refuse promptly.
+      conn.pragma('busy_timeout = 1000')
+      conn.exec('create table if not exists server (pid integer not null, started_at text not null)')
       if (shared) {
-        conn.pragma('busy_timeout = 1000')
-        conn.exec('create table if not exists server (pid integer not null, started_at text not null)')
         conn.exec('BEGIN')
         conn.prepare('select count(*) from server').get() // the read lock, held for the server's lifetime
         const probe = new Database(file)
@@ -46,9 +47,6 @@ export class ServerLock {
         }
         return new ServerLock(conn)
       }
-      // Long enough for a rival's brief read of the pid, short enough to refuse promptly.
-      conn.pragma('busy_timeout = 1000')
-      conn.exec('create table if not exists server (pid integer not null, started_at text not null)')
       // Take the lock, commit who holds it, and take it again at once. A rival that slips
       // into that moment wins, and this one refuses, naming it.
       conn.exec('BEGIN IMMEDIATE')
