@@ -3,7 +3,7 @@ import type { Calendar } from './calendar.js'
 import { serialise, type PreparedChat } from './chat-request.js'
 import type { Clock } from './clock.js'
 import { GatewayError, shuttingDown, unauthorized, upstreamError } from './errors.js'
-import { KeyRing } from './keys.js'
+import { isUsable, KeyRing } from './keys.js'
 import { resolveIpLimits, resolveKeyLimits } from './limits.js'
 import type { Admission, Limiter } from './limits/limiter.js'
 import { MemoryLimiter } from './limits/memory-limiter.js'
@@ -155,11 +155,16 @@ export class Gateway {
    */
   async authenticate(presented: string | null, ip: string): Promise<ApiKey> {
     const now = this.deps.clock.now()
-    let key = presented === null ? null : this.keys.authenticate(presented, now)
-    if (!key && presented !== null && (await this.refreshOrKeep())) key = this.keys.authenticate(presented, now)
-    if (key) return key
+    if (presented === null) {
+      await this.limiter.countAuthFailure(ip, this.ipLimits.authFailuresPerMinute)
+      throw unauthorized('Missing API key: send "Authorization: Bearer <key>" or "X-API-Key: <key>"')
+    }
+    // Each look hashes the secret once; the refusal reuses what the last look found.
+    let key = this.keys.find(presented, now)
+    if (!(key && isUsable(key, now)) && (await this.refreshOrKeep())) key = this.keys.find(presented, now)
+    if (key && isUsable(key, now)) return key
     await this.limiter.countAuthFailure(ip, this.ipLimits.authFailuresPerMinute)
-    throw presented === null ? unauthorized('Missing API key: send "Authorization: Bearer <key>" or "X-API-Key: <key>"') : this.keys.refusal(presented, now)
+    throw this.keys.refusal(key, now)
   }
 
   newRecord(requestId: string, ip: string, method: string, route: string, userAgent: string | null): RequestRecord {

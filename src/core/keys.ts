@@ -68,18 +68,17 @@ export class KeyRing {
   }
 
   /**
-   * Why a secret that `authenticate` refused is refused: the ring still holds the live secrets
-   * of revoked and expired keys for this message alone; anything else is an unknown key.
+   * Why a key that `find` gave (or null) is refused: the ring still holds the live secrets of
+   * revoked and expired keys for this message alone; anything else is an unknown key.
    */
-  refusal(presented: string, now: number): GatewayError {
-    const key = this.find(presented, now)
+  refusal(key: ApiKey | null, now: number): GatewayError {
     if (key?.revokedAt != null) return unauthorized(`This key was revoked at ${new Date(key.revokedAt).toISOString()}`, 'key_revoked')
     if (key?.expiresAt != null && key.expiresAt <= now) return unauthorized(`This key expired at ${new Date(key.expiresAt).toISOString()}`, 'key_expired')
     return unauthorized('Invalid API key')
   }
 
   /** The key of a secret that is itself still valid (not rotated away), usable or not. */
-  private find(presented: string, now: number): ApiKey | null {
+  find(presented: string, now: number): ApiKey | null {
     if (!isWellFormedKey(presented)) return null
     const entries = this.byPrefix.get(displayPrefix(presented))
     if (!entries) return null
