@@ -111,9 +111,17 @@ function whereOf(filter: RequestFilter): SQL | undefined {
 
 /** A span's log rows: whole days through request_log_day_key, a window through the timestamp index. */
 function logSpanWhere(span: UsageSpan): SQL | undefined {
-  const key = span.keyId !== undefined ? eq(requestLog.keyId, span.keyId) : undefined
-  if ('fromDay' in span) return and(gte(requestLog.day, span.fromDay), lte(requestLog.day, span.toDay), key)
-  return and(gte(requestLog.timestamp, span.since), lt(requestLog.timestamp, span.until), key)
+  if ('fromDay' in span) {
+    // `+`: the day range through request_log_day_key, not all of the key's history.
+    const key = span.keyId !== undefined ? sql`+${requestLog.keyId} = ${span.keyId}` : undefined
+    return and(gte(requestLog.day, span.fromDay), lte(requestLog.day, span.toDay), key)
+  }
+  return and(gte(requestLog.timestamp, span.since), lt(requestLog.timestamp, span.until), span.keyId !== undefined ? eq(requestLog.keyId, span.keyId) : undefined)
+}
+
+/** The kept daily totals of a range of budget days. */
+function rollupWhere(range: UsageRange): SQL | undefined {
+  return and(gte(usageRollup.day, range.fromDay), lte(usageRollup.day, range.toDay), range.keyId !== undefined ? eq(usageRollup.keyId, range.keyId) : undefined)
 }
 
 /** A log row's UTC time floored to `minutes` (a window's bucket; day spans are bucketed by the caller). */
@@ -409,13 +417,7 @@ export class SqliteStore implements Store {
         costMicros: sql<number | null>`sum(${usageRollup.costMicros})`,
       })
       .from(usageRollup)
-      .where(
-        and(
-          gte(usageRollup.day, range.fromDay),
-          lte(usageRollup.day, range.toDay),
-          range.keyId !== undefined ? eq(usageRollup.keyId, range.keyId) : undefined,
-        ),
-      )
+      .where(rollupWhere(range))
       .groupBy(g)
       .orderBy(g)
       .all()
@@ -431,12 +433,7 @@ export class SqliteStore implements Store {
   /** p50 and p95 latency per group from the rows still in the log, and how many rows that is. */
   private latencyBy(group: 'key' | 'day' | 'model', range: UsageRange): Map<string, { n: number; p50: number | null; p95: number | null }> {
     const g = LOG_GROUP[group]
-    const where = and(
-      gte(requestLog.day, range.fromDay),
-      lte(requestLog.day, range.toDay),
-      // `+`: the day range through request_log_day_key, not all of the key's history.
-      range.keyId !== undefined ? sql`+${requestLog.keyId} = ${range.keyId}` : undefined,
-    )
+    const where = logSpanWhere(range)
     const rows = this.db.all<{ grp: string; n: number; p50: number | null; p95: number | null }>(sql`
       with r as (
         select ${g} as grp, latency_ms,
@@ -460,7 +457,7 @@ export class SqliteStore implements Store {
           sum(rate_limited) as rateLimited, sum(prompt_tokens) as promptTokens, sum(completion_tokens) as completionTokens,
           sum(total_tokens) as totalTokens, sum(cost_micros) as costMicros
         from ${usageRollup}
-        where ${and(gte(usageRollup.day, span.fromDay), lte(usageRollup.day, span.toDay), span.keyId !== undefined ? eq(usageRollup.keyId, span.keyId) : undefined)}
+        where ${rollupWhere(span)}
         group by 1, 2 order by 1, 2`)
     }
     if (bucketMinutes >= 60) {
