@@ -79,6 +79,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
     }
     const redisLeaseMs = parseDuration(f['redis-lease'], '--redis-lease')
     const redisTimeoutMs = parseDuration(f['redis-timeout'], '--redis-timeout')
+    const shutdownTimeoutMs = parseDuration(f['shutdown-timeout'], '--shutdown-timeout')
     if (f.workers > 1 && !isWorker()) return this.primary(f.workers)
     const apiKey = process.env.OPENAI_API_KEY?.trim() || undefined
     // The YAML parser is loaded only for an upstreams file.
@@ -152,7 +153,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
       await stopSignal
       // The primary passes the signal on; a terminal's Ctrl-C reaches this process too: one is enough.
       process.on('SIGINT', () => {}).on('SIGTERM', () => {})
-      const { cut } = await server.close(parseDuration(f['shutdown-timeout'], '--shutdown-timeout'))
+      const { cut } = await server.close(shutdownTimeoutMs)
       tellPrimary({ type: 'stopped', cut })
       leavePrimary()
       if (cut > 0) process.exitCode = EXIT.requestsCut
@@ -176,7 +177,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
     }
     await stopSignal
     this.say('gateway: shutting down, letting requests in flight finish…')
-    const { cut } = await server.close(parseDuration(f['shutdown-timeout'], '--shutdown-timeout'))
+    const { cut } = await server.close(shutdownTimeoutMs)
     this.stopped(cut)
   }
 
