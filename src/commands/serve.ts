@@ -1,4 +1,4 @@
-import { describeDb, isPostgresUrl } from '../storage/db-url.js'
+import { describeDb, isPostgresUrl, redactUrl } from '../storage/db-url.js'
 import { Flags } from '@oclif/core'
 import { resolve } from 'node:path'
 import { setFlagsFromString } from 'node:v8'
@@ -18,11 +18,6 @@ import { startServer } from '../server.js'
 import { csvPathFor, defaultCsvBase } from '../storage/csv-log.js'
 
 const seconds = (ms: number) => `${ms / 1000}s`
-
-/** A Redis URL as shown: without its password. */
-function redactUrl(url: string): string {
-  return url.replace(/\/\/([^@/]*)@/, (_, auth: string) => `//${auth.includes(':') ? `${auth.split(':')[0]}:***` : '***'}@`)
-}
 
 /**
  * V8 lets the old generation grow to several times its live size before a full collection:
