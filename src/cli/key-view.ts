@@ -43,6 +43,16 @@ export function createdView(created: CreatedKey) {
   }
 }
 
+/** `--models`: a comma-separated list, or "all" for no restriction (null). */
+export function parseModels(text: string): string[] | null {
+  return text.trim() === 'all' ? null : text.split(',').map((m) => m.trim()).filter(Boolean)
+}
+
+/** The new secret as `keys create` and `keys rotate` print it: set apart, with the warning that it is shown once. */
+export function secretShownOnce(secret: string): string {
+  return `\n  ${secret}\n\nStore it now: it is shown this once and cannot be recovered.`
+}
+
 export function describeKey(view: ReturnType<typeof keyView>, safe: (s: string) => string): string {
   const lines = [
     `${safe(view.name)} (${view.id})`,
