@@ -2,7 +2,7 @@ import OpenAI, { AzureOpenAI } from 'openai'
 import type { UpstreamSpec } from '../core/routing/config.js'
 import { scrubSecrets } from '../upstream/scrub.js'
 
-export interface UpstreamCheckResult {
+interface UpstreamCheckResult {
   name: string
   ok: boolean
   /** What it lists (its /models, or its configured models / deployments); null when the listing failed. */
