@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core'
 import { BaseCommand } from '../../cli/base-command.js'
+import { escapeControl } from '../../core/escape.js'
 import { parseExpiry } from '../../cli/durations.js'
 import { createdView, parseModels, secretShownOnce } from '../../cli/key-view.js'
 import { keyLimitFlags, limitsFromFlags } from '../../cli/limit-flags.js'
@@ -32,7 +33,7 @@ export default class KeysCreate extends BaseCommand<typeof KeysCreate> {
       limits: limitsFromFlags(f),
     })
     const view = createdView(created)
-    this.say(`Created key "${this.safe(view.name)}" (${view.id})${view.admin ? ' with admin rights' : ''}${view.expiresAt ? `, expires ${view.expiresAt}` : ''}.`)
+    this.say(`Created key "${escapeControl(view.name)}" (${view.id})${view.admin ? ' with admin rights' : ''}${view.expiresAt ? `, expires ${view.expiresAt}` : ''}.`)
     this.say(secretShownOnce(view.key))
     return view
   }

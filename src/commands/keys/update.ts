@@ -37,7 +37,7 @@ export default class KeysUpdate extends BaseCommand<typeof KeysUpdate> {
     }
     const key = await this.keys.update(this.args.key, patch)
     const view = keyView(key, await this.keys.liveSecrets(key.id), this.clock.now())
-    this.say(describeKey(view, (s) => this.safe(s)))
+    this.say(describeKey(view))
     return view
   }
 }

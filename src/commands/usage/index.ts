@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core'
 import { BaseCommand } from '../../cli/base-command.js'
+import { escapeControl } from '../../core/escape.js'
 import { parseTimeRange, SINCE_HELP, UNTIL_HELP } from '../../cli/durations.js'
 import { renderTable } from '../../cli/table.js'
 import { DAY_MS } from '../../core/calendar.js'
@@ -53,7 +54,7 @@ Latency percentiles come from the log rows: "-" (null in --json) where some of a
     const views = groups.map((g) => ({ group: g.group, view: groupView(g) }))
     const rows = views.map(({ group, view }) => ({ [by]: group === '' ? null : group, ...(names ? { key_name: names.get(group) ?? null } : {}), ...view }))
     const total = sumGroups(groups)
-    const of = key ? ` of key ${this.safe(key.name)} (${key.id})` : ''
+    const of = key ? ` of key ${escapeControl(key.name)} (${key.id})` : ''
     this.say(`Usage${of} from ${fromDay} to ${toDay} (whole days, ${this.flags.timezone}), by ${by}`)
     this.say(
       renderTable(
