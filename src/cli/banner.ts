@@ -1,7 +1,7 @@
 import { isIP } from 'node:net'
 import { escapeControl } from '../core/escape.js'
 
-export interface BannerInfo {
+interface BannerInfo {
   url: string
   host: string
   upstream: string
@@ -18,7 +18,7 @@ export interface BannerInfo {
 }
 
 /** 127.0.0.0/8, ::1 and localhost: only this machine can connect. */
-export function isLoopback(host: string): boolean {
+function isLoopback(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, '').toLowerCase()
   if (h === 'localhost' || h === '::1') return true
   const v4 = h.startsWith('::ffff:') ? h.slice(7) : h

@@ -95,13 +95,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return (this.ctor as unknown as typeof BaseCommand).createsDatabase
   }
 
-  /** Human output: only when --json is off, with control characters made visible. */
+  /** Human output: only when --json is off. Values in it (names, paths) go through escapeControl first. */
   protected say(text: string): void {
     if (!this.jsonEnabled()) this.log(text)
-  }
-
-  protected safe(text: string): string {
-    return escapeControl(text)
   }
 
   protected override async catch(raw: Interfaces.CommandError): Promise<void> {

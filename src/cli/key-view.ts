@@ -1,6 +1,7 @@
 import type { CreatedKey, LiveSecret } from '../core/keys.js'
 import { keyStatus } from '../core/keys.js'
 import type { ApiKey } from '../core/types.js'
+import { escapeControl } from '../core/escape.js'
 import { byFlag } from './limit-flags.js'
 import { toSecond } from './table.js'
 
@@ -43,16 +44,26 @@ export function createdView(created: CreatedKey) {
   }
 }
 
-export function describeKey(view: ReturnType<typeof keyView>, safe: (s: string) => string): string {
+/** `--models`: a comma-separated list, or "all" for no restriction (null). */
+export function parseModels(text: string): string[] | null {
+  return text.trim() === 'all' ? null : text.split(',').map((m) => m.trim()).filter(Boolean)
+}
+
+/** The new secret as `keys create` and `keys rotate` print it: set apart, with the warning that it is shown once. */
+export function secretShownOnce(secret: string): string {
+  return `\n  ${secret}\n\nStore it now: it is shown this once and cannot be recovered.`
+}
+
+export function describeKey(view: ReturnType<typeof keyView>): string {
   const lines = [
-    `${safe(view.name)} (${view.id})`,
+    `${escapeControl(view.name)} (${view.id})`,
     `  status:   ${view.status}${view.admin ? ', admin' : ''}`,
     `  prefix:   ${view.prefix ? `${view.prefix}…` : '-'}`,
   ]
   for (const r of view.retiring) lines.push(`  retiring: ${r.prefix}… stops working at ${toSecond(r.expiresAt)}`)
   lines.push(`  created:  ${toSecond(view.createdAt)}`, `  expires:  ${toSecond(view.expiresAt) ?? 'never'}`)
   if (view.revokedAt) lines.push(`  revoked:  ${toSecond(view.revokedAt)}`)
-  lines.push(`  models:   ${view.models ? view.models.map(safe).join(', ') : 'all the upstream offers'}`)
+  lines.push(`  models:   ${view.models ? view.models.map(escapeControl).join(', ') : 'all the upstream offers'}`)
   const limits = Object.entries(view.limits)
   lines.push(`  limits:   ${limits.length > 0 ? limits.map(([k, v]) => `${k}=${v ?? 'off'}`).join(' ') : 'defaults'}`)
   return lines.join('\n')

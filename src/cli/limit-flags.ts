@@ -3,7 +3,7 @@ import { parseLimitValue } from '../core/limits.js'
 import type { DefaultOverrides, LimitOverrides } from '../core/types.js'
 
 /** The value that removes an override: the key follows the defaults again (the defaults, the built-in value). */
-export const FOLLOW_DEFAULT = 'default'
+const FOLLOW_DEFAULT = 'default'
 type Follow = typeof FOLLOW_DEFAULT
 
 const limit = (description: string) =>

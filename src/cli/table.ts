@@ -8,7 +8,7 @@ export function toSecond(iso: string | null): string | null {
   return iso === null ? null : iso.replace(/\.\d+Z$/, 'Z')
 }
 
-export type Cell = string | number | null | undefined
+type Cell = string | number | null | undefined
 
 /**
  * A plain-text table: numbers right-aligned, text left, `-` for empty cells, columns as wide

@@ -1,7 +1,8 @@
 import OpenAI, { AzureOpenAI } from 'openai'
 import type { UpstreamSpec } from '../core/routing/config.js'
+import { scrubSecrets } from '../upstream/scrub.js'
 
-export interface UpstreamCheckResult {
+interface UpstreamCheckResult {
   name: string
   ok: boolean
   /** What it lists (its /models, or its configured models / deployments); null when the listing failed. */
@@ -25,10 +26,7 @@ function clientFor(spec: UpstreamSpec, key: string, timeoutMs: number): OpenAI {
 function describe(err: unknown, key: string): string {
   const status = err instanceof OpenAI.APIError && err.status !== undefined ? `HTTP ${err.status}: ` : ''
   const text = `${status}${err instanceof Error ? err.message : String(err)}`
-  return (key.length >= 4 ? text.split(key).join('[redacted]') : text)
-    .replace(/\b(sk|gw)-[A-Za-z0-9_*.-]{4,}/g, '[redacted]')
-    .replace(/[\u0000-\u001f\u007f]/g, ' ')
-    .slice(0, 300)
+  return scrubSecrets(text, [key], 300)
 }
 
 /**

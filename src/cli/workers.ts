@@ -2,9 +2,9 @@ import cluster, { type Worker } from 'node:cluster'
 import { firstEvent } from '../first-event.js'
 
 /** What a worker tells the primary. */
-export type WorkerMessage = { type: 'listening'; info: Record<string, unknown> } | { type: 'stopped'; cut: number }
+type WorkerMessage = { type: 'listening'; info: Record<string, unknown> } | { type: 'stopped'; cut: number }
 
-export interface WorkersResult {
+interface WorkersResult {
   /** Upstream calls cut at the shutdown deadline, over all workers. */
   cut: number
   /** The worst exit code among the workers. */

@@ -1,4 +1,4 @@
-import { describeDb, isPostgresUrl } from '../storage/db-url.js'
+import { describeDb, isPostgresUrl, redactUrl } from '../storage/db-url.js'
 import { Flags } from '@oclif/core'
 import { resolve } from 'node:path'
 import { setFlagsFromString } from 'node:v8'
@@ -18,11 +18,6 @@ import { startServer } from '../server.js'
 import { csvPathFor, defaultCsvBase } from '../storage/csv-log.js'
 
 const seconds = (ms: number) => `${ms / 1000}s`
-
-/** A Redis URL as shown: without its password. */
-function redactUrl(url: string): string {
-  return url.replace(/\/\/([^@/]*)@/, (_, auth: string) => `//${auth.includes(':') ? `${auth.split(':')[0]}:***` : '***'}@`)
-}
 
 /**
  * V8 lets the old generation grow to several times its live size before a full collection:
@@ -79,6 +74,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
     }
     const redisLeaseMs = parseDuration(f['redis-lease'], '--redis-lease')
     const redisTimeoutMs = parseDuration(f['redis-timeout'], '--redis-timeout')
+    const shutdownTimeoutMs = parseDuration(f['shutdown-timeout'], '--shutdown-timeout')
     if (f.workers > 1 && !isWorker()) return this.primary(f.workers)
     const apiKey = process.env.OPENAI_API_KEY?.trim() || undefined
     // The YAML parser is loaded only for an upstreams file.
@@ -152,7 +148,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
       await stopSignal
       // The primary passes the signal on; a terminal's Ctrl-C reaches this process too: one is enough.
       process.on('SIGINT', () => {}).on('SIGTERM', () => {})
-      const { cut } = await server.close(parseDuration(f['shutdown-timeout'], '--shutdown-timeout'))
+      const { cut } = await server.close(shutdownTimeoutMs)
       tellPrimary({ type: 'stopped', cut })
       leavePrimary()
       if (cut > 0) process.exitCode = EXIT.requestsCut
@@ -176,7 +172,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
     }
     await stopSignal
     this.say('gateway: shutting down, letting requests in flight finish…')
-    const { cut } = await server.close(parseDuration(f['shutdown-timeout'], '--shutdown-timeout'))
+    const { cut } = await server.close(shutdownTimeoutMs)
     this.stopped(cut)
   }
 

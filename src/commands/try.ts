@@ -1,6 +1,7 @@
 import { Args, Flags } from '@oclif/core'
 import OpenAI from 'openai'
 import { BaseCommand } from '../cli/base-command.js'
+import { gatewayUnreachable } from '../cli/gateway-client.js'
 import { GatewayError } from '../core/errors.js'
 
 export default class Try extends BaseCommand<typeof Try> {
@@ -53,7 +54,7 @@ function toGatewayError(err: unknown, url: string): GatewayError {
     const error = err.error as { message?: string; code?: string }
     return new GatewayError(502, 'upstream_error', 'upstream_error', `The answer broke off: ${error.message ?? err.message}`, { upstreamCode: error.code ?? undefined })
   }
-  return new GatewayError(503, 'upstream_error', 'gateway_unreachable', `Could not reach the gateway at ${url}: ${err instanceof Error ? err.message : String(err)}`)
+  return gatewayUnreachable(url, err)
 }
 
 /** Model text for a terminal: line breaks and tabs kept, other control characters (escape sequences) dropped. */

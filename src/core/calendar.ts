@@ -1,4 +1,6 @@
 const HOUR = 3_600_000
+/** A UTC day (86,400,000 ms); a calendar day in a zone with summer time may be an hour off. */
+export const DAY_MS = 24 * HOUR
 
 /**
  * Calendar days in one time zone. `dayOf` is called on every request, so the current day's

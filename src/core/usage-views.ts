@@ -1,6 +1,6 @@
 import type { ErrorPoint, LatencyFigures, SeriesPoint, Store, UsageSpan } from './store.js'
 import { histogramQuantile } from './latency-histogram.js'
-import type { Calendar } from './calendar.js'
+import { DAY_MS, type Calendar } from './calendar.js'
 import { badRequest } from './errors.js'
 import { resolveKeyLimits, type ResolvedLimits } from './limits.js'
 import { costUsd } from './log-columns.js'
@@ -32,7 +32,6 @@ export interface UsageRangeView {
 }
 
 const HOUR_MS = 3_600_000
-const DAY_MS = 24 * HOUR_MS
 const MAX_CUSTOM_DAYS = 366
 
 function nextDay(day: string): string {

@@ -1,6 +1,7 @@
 import { stringify } from 'csv-stringify/sync'
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, writeSync } from 'node:fs'
 import { basename, dirname, extname, join } from 'node:path'
+import { DAY_MS } from '../core/calendar.js'
 import { CSV_FORMAT, LOG_COLUMNS, toCsvRecord } from '../core/log-columns.js'
 import type { RowSink } from '../core/request-log.js'
 import type { RequestRow } from '../core/types.js'
@@ -17,8 +18,6 @@ export function csvPathFor(base: string, utcDay: string): string {
 export function defaultCsvBase(db: string): string {
   return join(isPostgresUrl(db) ? 'data' : dirname(db), 'requests.csv')
 }
-
-const DAY_MS = 86_400_000
 
 /** A cell that csv-stringify, with CSV_FORMAT, would have to quote. */
 const NEEDS_QUOTES = /[",\r\n]/

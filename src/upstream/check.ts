@@ -1,4 +1,5 @@
 import { badRequest } from '../core/errors.js'
+import { redactUrl } from '../storage/db-url.js'
 import type { HttpUpstream } from './http-upstream.js'
 
 /**
@@ -15,7 +16,7 @@ export function checkBaseUrl(value: string | undefined): string | undefined {
   } catch {
     url = null
   }
-  const shown = JSON.stringify(raw.replace(/\/\/[^/@]*@/, '//…@')) // never echo credentials
+  const shown = JSON.stringify(redactUrl(raw)) // never echo credentials
   if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || !url.hostname) {
     throw badRequest(`OPENAI_BASE_URL ${shown} is not an http(s) URL: write it in full, e.g. https://api.openai.com/v1 or http://127.0.0.1:11434/v1`, 'OPENAI_BASE_URL', 'invalid_base_url')
   }

@@ -85,6 +85,12 @@ describe('keys create', () => {
     expect(shown.json.limits).toEqual({ rpm: 5, 'daily-tokens': null, 'on-budget-short': 'clamp' })
   })
 
+  it('--models all means no restriction, as it does for keys update, not a model named "all"', async () => {
+    const k = await create('unscoped', '--models', 'all')
+    const shown = await json(['keys', 'show', k.id])
+    expect(shown.json.models).toBeNull()
+  })
+
   it('without --json prints the key once with a warning; only its hash and short prefix are stored', async () => {
     const r = await cli(['keys', 'create', '--name', 'human'])
     expect(r.code).toBe(0)

@@ -148,6 +148,13 @@ describe('the upstream', () => {
     }
   })
 
+  it('a bad --shutdown-timeout exits 2 at start-up with one line naming it, before listening', async () => {
+    const r = await runCli(['serve', '--port', '0', '--db', join(dir, 'shutdown', 'gw.db'), '--shutdown-timeout', 'bogus'])
+    expect(r.code).toBe(2)
+    expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^Error: --shutdown-timeout must be a duration .*got "bogus"/)])
+    expect(r.stdout).toBe('')
+  })
+
   it('--check-upstream lists the models once and reports it; a refused upstream exits 2 naming the cause', async () => {
     const ok = await serve(['--db', join(dir, 'check', 'gw.db'), '--check-upstream'], { OPENAI_API_KEY: UPSTREAM_KEY, OPENAI_BASE_URL: upstream.url })
     expect(ok.info.upstreamCheck).toMatchObject({ ok: true, models: expect.any(Number) })

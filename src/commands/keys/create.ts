@@ -1,7 +1,8 @@
 import { Flags } from '@oclif/core'
 import { BaseCommand } from '../../cli/base-command.js'
+import { escapeControl } from '../../core/escape.js'
 import { parseExpiry } from '../../cli/durations.js'
-import { createdView } from '../../cli/key-view.js'
+import { createdView, parseModels, secretShownOnce } from '../../cli/key-view.js'
 import { keyLimitFlags, limitsFromFlags } from '../../cli/limit-flags.js'
 
 export default class KeysCreate extends BaseCommand<typeof KeysCreate> {
@@ -18,7 +19,7 @@ export default class KeysCreate extends BaseCommand<typeof KeysCreate> {
     name: Flags.string({ description: 'unique name of the key (a person or a program)', required: true }),
     'expires-in': Flags.string({ description: 'the key stops working after this long (30d, 12h30m, 1y), at an ISO date/time (UTC unless it names a zone), or "never"' }),
     admin: Flags.boolean({ description: 'may read everyone\'s usage and /metrics', default: false }),
-    models: Flags.string({ description: 'comma-separated models the key may use (default: all)' }),
+    models: Flags.string({ description: 'comma-separated models the key may use, or "all" (the default)' }),
     ...keyLimitFlags,
   }
 
@@ -28,13 +29,12 @@ export default class KeysCreate extends BaseCommand<typeof KeysCreate> {
       name: f.name,
       admin: f.admin,
       ...(f['expires-in'] ? parseExpiry(f['expires-in'], this.clock.now()) : {}),
-      models: f.models ? f.models.split(',').map((m) => m.trim()).filter(Boolean) : null,
+      models: f.models ? parseModels(f.models) : null,
       limits: limitsFromFlags(f),
     })
     const view = createdView(created)
-    this.say(`Created key "${this.safe(view.name)}" (${view.id})${view.admin ? ' with admin rights' : ''}${view.expiresAt ? `, expires ${view.expiresAt}` : ''}.`)
-    this.say(`\n  ${view.key}\n`)
-    this.say('Store it now: it is shown this once and cannot be recovered.')
+    this.say(`Created key "${escapeControl(view.name)}" (${view.id})${view.admin ? ' with admin rights' : ''}${view.expiresAt ? `, expires ${view.expiresAt}` : ''}.`)
+    this.say(secretShownOnce(view.key))
     return view
   }
 }

@@ -1,5 +1,6 @@
 import { Args } from '@oclif/core'
 import { BaseCommand } from '../../cli/base-command.js'
+import { escapeControl } from '../../core/escape.js'
 import { KEY_REF_HELP } from '../../cli/key-view.js'
 
 export default class KeysDelete extends BaseCommand<typeof KeysDelete> {
@@ -11,7 +12,7 @@ export default class KeysDelete extends BaseCommand<typeof KeysDelete> {
 
   async run() {
     const key = await this.keys.delete(this.args.key)
-    this.say(`Deleted key "${this.safe(key.name)}" (${key.id}). Its request-log rows keep its id and name.`)
+    this.say(`Deleted key "${escapeControl(key.name)}" (${key.id}). Its request-log rows keep its id and name.`)
     return { id: key.id, name: key.name, deleted: true }
   }
 }

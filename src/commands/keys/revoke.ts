@@ -1,5 +1,6 @@
 import { Args } from '@oclif/core'
 import { BaseCommand } from '../../cli/base-command.js'
+import { escapeControl } from '../../core/escape.js'
 import { KEY_REF_HELP, keyView } from '../../cli/key-view.js'
 
 export default class KeysRevoke extends BaseCommand<typeof KeysRevoke> {
@@ -10,7 +11,7 @@ export default class KeysRevoke extends BaseCommand<typeof KeysRevoke> {
 
   async run() {
     const key = await this.keys.revoke(this.args.key)
-    this.say(`Revoked key "${this.safe(key.name)}" (${key.id}).`)
+    this.say(`Revoked key "${escapeControl(key.name)}" (${key.id}).`)
     return keyView(key, [], this.clock.now())
   }
 }

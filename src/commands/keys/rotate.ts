@@ -1,7 +1,8 @@
 import { Args, Flags } from '@oclif/core'
 import { BaseCommand } from '../../cli/base-command.js'
+import { escapeControl } from '../../core/escape.js'
 import { parseDuration } from '../../cli/durations.js'
-import { createdView, KEY_REF_HELP } from '../../cli/key-view.js'
+import { createdView, KEY_REF_HELP, secretShownOnce } from '../../cli/key-view.js'
 
 export default class KeysRotate extends BaseCommand<typeof KeysRotate> {
   static override summary = 'Give a key a new secret (same name, limits and usage); the new secret is shown once'
@@ -17,9 +18,8 @@ export default class KeysRotate extends BaseCommand<typeof KeysRotate> {
     const grace = this.flags.grace === undefined ? undefined : parseDuration(this.flags.grace, '--grace')
     const rotated = await this.keys.rotate(this.args.key, grace)
     const view = { ...createdView(rotated), oldSecretExpiresAt: new Date(rotated.oldSecretExpiresAt).toISOString() }
-    this.say(`Rotated key "${this.safe(view.name)}" (${view.id}). The old secret stops working ${grace ? `at ${view.oldSecretExpiresAt}` : 'now'}.`)
-    this.say(`\n  ${view.key}\n`)
-    this.say('Store it now: it is shown this once and cannot be recovered.')
+    this.say(`Rotated key "${escapeControl(view.name)}" (${view.id}). The old secret stops working ${grace ? `at ${view.oldSecretExpiresAt}` : 'now'}.`)
+    this.say(secretShownOnce(view.key))
     return view
   }
 }

@@ -11,7 +11,7 @@ export default class KeysShow extends BaseCommand<typeof KeysShow> {
   async run() {
     const key = await this.keys.get(this.args.key)
     const view = keyView(key, await this.keys.liveSecrets(key.id), this.clock.now())
-    this.say(describeKey(view, (s) => this.safe(s)))
+    this.say(describeKey(view))
     return view
   }
 }

@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core'
 import { BaseCommand } from '../../cli/base-command.js'
 import { parseExpiry } from '../../cli/durations.js'
-import { describeKey, KEY_REF_HELP, keyView } from '../../cli/key-view.js'
+import { describeKey, KEY_REF_HELP, keyView, parseModels } from '../../cli/key-view.js'
 import { keyLimitFlags, limitsFromFlags } from '../../cli/limit-flags.js'
 import { badRequest } from '../../core/errors.js'
 
@@ -28,7 +28,7 @@ export default class KeysUpdate extends BaseCommand<typeof KeysUpdate> {
       name: f.name,
       admin: f.admin,
       limits: Object.keys(limits).length > 0 ? limits : undefined,
-      models: f.models === undefined ? undefined : f.models === 'all' ? null : f.models.split(',').map((m) => m.trim()).filter(Boolean),
+      models: f.models === undefined ? undefined : parseModels(f.models),
       ...(f['expires-in'] === undefined ? {} : parseExpiry(f['expires-in'], this.clock.now())),
     }
     if (Object.values(patch).every((v) => v === undefined)) {
@@ -37,7 +37,7 @@ export default class KeysUpdate extends BaseCommand<typeof KeysUpdate> {
     }
     const key = await this.keys.update(this.args.key, patch)
     const view = keyView(key, await this.keys.liveSecrets(key.id), this.clock.now())
-    this.say(describeKey(view, (s) => this.safe(s)))
+    this.say(describeKey(view))
     return view
   }
 }

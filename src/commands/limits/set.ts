@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core'
 import { BaseCommand } from '../../cli/base-command.js'
+import { escapeControl } from '../../core/escape.js'
 import { byFlag, FLAG_OF, ipLimitFlags, keyLimitFlags, limitsFromFlags } from '../../cli/limit-flags.js'
 import { badRequest } from '../../core/errors.js'
 import { formatLimit } from '../../core/limits.js'
@@ -39,7 +40,7 @@ export default class LimitsSet extends BaseCommand<typeof LimitsSet> {
       .join(' ')
     if (f.key) {
       const key = await this.keys.update(f.key, { limits: changes })
-      this.say(`Key "${this.safe(key.name)}": ${shown}`)
+      this.say(`Key "${escapeControl(key.name)}": ${shown}`)
       return { key: { id: key.id, name: key.name }, limits: byFlag(key.limits) }
     }
     const limits = await this.store.mergeDefaults(changes)

@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core'
 import { BaseCommand } from '../../cli/base-command.js'
+import { escapeControl } from '../../core/escape.js'
 import { FLAG_OF } from '../../cli/limit-flags.js'
 import { renderTable } from '../../cli/table.js'
 import { formatLimit, resolveIpLimits, resolveKeyLimits, type LimitSource } from '../../core/limits.js'
@@ -31,7 +32,7 @@ export default class LimitsShow extends BaseCommand<typeof LimitsShow> {
         limits[FLAG_OF[name as keyof typeof ip]] = { value, source: defaults[name as keyof typeof ip] !== undefined ? 'default' : 'built-in' }
       }
     }
-    this.say(key ? `Limits of key "${this.safe(key.name)}" (${key.id}):` : 'Default limits (every key inherits these unless it overrides them):')
+    this.say(key ? `Limits of key "${escapeControl(key.name)}" (${key.id}):` : 'Default limits (every key inherits these unless it overrides them):')
     this.say(renderTable(['LIMIT', 'VALUE', 'FROM'], Object.entries(limits).map(([name, l]) => [name, formatLimit(l.value), FROM[l.source]])))
     return { key: key ? { id: key.id, name: key.name } : null, limits }
   }

@@ -1,6 +1,7 @@
 import { Flags } from '@oclif/core'
 import { rmSync } from 'node:fs'
 import { BaseCommand } from '../../cli/base-command.js'
+import { escapeControl } from '../../core/escape.js'
 import { parseDuration } from '../../cli/durations.js'
 import { csvFilesBefore, defaultCsvBase } from '../../storage/csv-log.js'
 
@@ -21,7 +22,7 @@ CSV log files (requests-YYYY-MM-DD.csv beside --csv-log) go when their whole UTC
     const span = await this.store.logSpan(before)
     const csvFiles = csvFilesBefore(f['csv-log'] ?? defaultCsvBase(f.db), before)
     const range = span.rows > 0 ? ` (${span.first} to ${span.last})` : ''
-    const files = csvFiles.map((file) => `\n  ${this.safe(file)}`).join('')
+    const files = csvFiles.map((file) => `\n  ${escapeControl(file)}`).join('')
     if (f['dry-run']) {
       this.say(`Dry run: would delete ${span.rows} request-log rows from before ${before}${range} and ${csvFiles.length} CSV log files${files}`)
       return { dry_run: true, before, deleted: 0, would_delete: span.rows, first: span.first, last: span.last, csv_files: csvFiles }

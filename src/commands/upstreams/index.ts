@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core'
 import { BaseCommand } from '../../cli/base-command.js'
+import { gatewayUnreachable } from '../../cli/gateway-client.js'
 import { renderTable, toSecond } from '../../cli/table.js'
 import { readUpstreamSetup, upstreamsFlag } from '../../cli/upstream-setup.js'
 import { GatewayError } from '../../core/errors.js'
@@ -74,7 +75,7 @@ The cooldown state lives in the running gateway's memory: with --url and an admi
     try {
       res = await fetch(new URL('/health?deep=1', url), { headers: { authorization: `Bearer ${this.flags.key}` }, signal: AbortSignal.timeout(10_000) })
     } catch (err) {
-      throw new GatewayError(503, 'upstream_error', 'gateway_unreachable', `Could not reach the gateway at ${url}: ${(err as Error).message}`)
+      throw gatewayUnreachable(url, err)
     }
     const body = (await res.json().catch(() => null)) as { error?: { message?: string; code?: string }; upstream?: { upstreams?: LiveUpstream[] } } | null
     if (!res.ok) throw new GatewayError(res.status, 'invalid_request_error', 'invalid_request', `The gateway refused: ${body?.error?.message ?? `HTTP ${res.status}`}`, { upstreamCode: body?.error?.code })

@@ -1,8 +1,11 @@
 import { Flags } from '@oclif/core'
 import { BaseCommand } from '../../cli/base-command.js'
+import { escapeControl } from '../../core/escape.js'
 import { parseTimeRange, SINCE_HELP, UNTIL_HELP } from '../../cli/durations.js'
 import { renderTable } from '../../cli/table.js'
+import { DAY_MS } from '../../core/calendar.js'
 import { usageByUpstream } from '../../core/routing/usage-by-upstream.js'
+import type { UsageGroup } from '../../core/store.js'
 import { calendarOf, groupView, LATENCY_NOTE, ms, REQUESTS_NOTE, sumGroups, timezoneFlag, usd } from '../../cli/usage-view.js'
 
 export default class Usage extends BaseCommand<typeof Usage> {
@@ -37,21 +40,21 @@ Latency percentiles come from the log rows: "-" (null in --json) where some of a
     const key = this.flags.key ? await this.keys.get(this.flags.key) : undefined
     const by = this.flags.by as 'day' | 'key' | 'model' | 'upstream'
     const usageRange = { fromDay, toDay, keyId: key?.id }
-    let groups = toDay < fromDay ? [] : by === 'upstream' ? [] : await this.store.usageBy(by, usageRange)
+    let groups: UsageGroup[]
     let unlogged = 0
-    if (by === 'upstream' && toDay >= fromDay) {
+    if (toDay < fromDay) groups = []
+    else if (by === 'upstream') {
       // Budget days are calendar days in --timezone: a day around the range catches every row of them.
-      const DAY_MS = 86_400_000
       const rows = this.store.iterateRequests({ since: new Date(Date.parse(since) - DAY_MS).toISOString(), until: new Date((until === undefined ? now : Date.parse(until)) + DAY_MS).toISOString(), keyId: key?.id })
       groups = await usageByUpstream(rows, fromDay, toDay)
       const kept = sumGroups(await this.store.usageBy('day', usageRange)).requests
       unlogged = kept - sumGroups(groups).requests
-    }
+    } else groups = await this.store.usageBy(by, usageRange)
     const names = by === 'key' ? new Map((await this.keys.list()).map((k) => [k.id, k.name])) : null
     const views = groups.map((g) => ({ group: g.group, view: groupView(g) }))
     const rows = views.map(({ group, view }) => ({ [by]: group === '' ? null : group, ...(names ? { key_name: names.get(group) ?? null } : {}), ...view }))
     const total = sumGroups(groups)
-    const of = key ? ` of key ${this.safe(key.name)} (${key.id})` : ''
+    const of = key ? ` of key ${escapeControl(key.name)} (${key.id})` : ''
     this.say(`Usage${of} from ${fromDay} to ${toDay} (whole days, ${this.flags.timezone}), by ${by}`)
     this.say(
       renderTable(
