@@ -2,6 +2,7 @@ import { systemClock, type Clock } from '../core/clock.js'
 import { GatewayError, rateLimited, upstreamError } from '../core/errors.js'
 import { abortError } from '../core/queue.js'
 import { markRetryable, type Upstream } from '../core/upstream.js'
+import { scrubSecrets } from './scrub.js'
 import { connectionCause, UpstreamHealth, type FailureCause } from './health.js'
 import { MAX_READ_BYTES, readWhole, type ChunkSource, type RawHeaders, type Transport, type TransportRequest, type TransportResponse } from './transport.js'
 import type { CancelSignal } from '../core/cancel.js'
@@ -58,7 +59,7 @@ export class HttpUpstream implements Upstream {
     this.transport = options.transport
     this.isMock = options.isMock ?? false
     const url = new URL(options.baseURL)
-    this.secrets = [options.apiKey, decodeURIComponent(url.password), decodeURIComponent(url.username)].filter((s) => s.length >= 4)
+    this.secrets = [options.apiKey, decodeURIComponent(url.password), decodeURIComponent(url.username)]
     this.base = options.baseURL.replace(/\/+$/, '')
     url.username = ''
     url.password = ''
@@ -216,12 +217,7 @@ export class HttpUpstream implements Upstream {
 
   /** Removes credentials, key-like strings and control characters from an upstream message. */
   scrub(text: string): string {
-    let out = text
-    for (const s of this.secrets) out = out.split(s).join('[redacted]')
-    return out
-      .replace(/\b(sk|gw)-[A-Za-z0-9_*.-]{4,}/g, '[redacted]')
-      .replace(/[\u0000-\u001f\u007f]/g, ' ')
-      .slice(0, 500)
+    return scrubSecrets(text, this.secrets, 500)
   }
 }
 
