@@ -10,9 +10,8 @@ const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOStrin
 /** What a key argument may be: every key command finds a key the same way (KeyManager.get). */
 export const KEY_REF_HELP = 'key id, name (any case; the live key before revoked ones), display prefix (gw-AbC1) or whole secret'
 
-/** A key as `--json` shows it; never the secret. `secrets`: its working ones, newest first (LiveSecret or bare prefixes). */
-export function keyView(key: ApiKey, secrets: (LiveSecret | string)[], now: number) {
-  const live = secrets.map((s) => (typeof s === 'string' ? { prefix: s, expiresAt: null } : s))
+/** A key as `--json` shows it; never the secret. `live`: its working secrets, newest first. */
+export function keyView(key: ApiKey, live: LiveSecret[], now: number) {
   const prefixes = live.map((s) => s.prefix)
   return {
     id: key.id,

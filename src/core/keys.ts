@@ -211,20 +211,18 @@ export class KeyManager {
 
   /** The key's secrets that still work, newest first, with when a retiring one stops. */
   async liveSecrets(keyId: string): Promise<LiveSecret[]> {
-    return (await this.store.listLiveSecrets(this.clock.now()))
-      .filter((s) => s.keyId === keyId)
-      .sort((a, b) => b.createdAt - a.createdAt)
-      .map((s) => ({ prefix: s.prefix, expiresAt: s.expiresAt }))
+    return (await this.liveSecretsByKey()).get(keyId) ?? []
   }
 
-  /** Every key's live display prefixes, newest first, from one read of the secrets. */
-  async prefixesByKey(): Promise<Map<string, string[]>> {
-    const byKey = new Map<string, string[]>()
+  /** Every key's working secrets (display prefix, and when a retiring one stops), newest first, from one read. */
+  async liveSecretsByKey(): Promise<Map<string, LiveSecret[]>> {
+    const byKey = new Map<string, LiveSecret[]>()
     const live = (await this.store.listLiveSecrets(this.clock.now())).sort((a, b) => b.createdAt - a.createdAt)
     for (const s of live) {
+      const secret = { prefix: s.prefix, expiresAt: s.expiresAt }
       const list = byKey.get(s.keyId)
-      if (list) list.push(s.prefix)
-      else byKey.set(s.keyId, [s.prefix])
+      if (list) list.push(secret)
+      else byKey.set(s.keyId, [secret])
     }
     return byKey
   }

@@ -119,6 +119,8 @@ describe('rotation', () => {
     expect(shown.stdout).toMatch(/retiring: gw-\S{4}… stops working at \d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z/)
     const showJson = await json(['keys', 'show', 'rot2'])
     expect(showJson.json.retiring).toEqual([{ prefix: expect.stringMatching(/^gw-/), expiresAt: first.json.oldSecretExpiresAt }])
+    const listed = (await json(['keys', 'list'])).json.find((k: { name: string }) => k.name === 'rot2')
+    expect(listed.retiring).toEqual(showJson.json.retiring) // the list shows the same key the same way
     const second = await json(['keys', 'rotate', 'rot2'])
     expect(second.code).toBe(4)
     expect(second.json.error.message).toMatch(/works until .*--grace/)

@@ -8,8 +8,8 @@ export default class KeysList extends BaseCommand<typeof KeysList> {
 
   async run() {
     const now = this.clock.now()
-    const prefixes = await this.keys.prefixesByKey()
-    const keys = (await this.keys.list()).map((k) => keyView(k, prefixes.get(k.id) ?? [], now))
+    const secrets = await this.keys.liveSecretsByKey()
+    const keys = (await this.keys.list()).map((k) => keyView(k, secrets.get(k.id) ?? [], now))
     this.say(
       renderTable(
         ['ID', 'NAME', 'PREFIX', 'STATUS', 'ADMIN', 'CREATED', 'EXPIRES'],

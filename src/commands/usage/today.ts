@@ -18,14 +18,14 @@ Latency percentiles come from the log rows: "-" (null in --json) where some of a
     const groups = await this.store.usageBy('key', { fromDay: day, toDay: day })
     const defaults = await this.store.getDefaults()
     const keys = new Map((await this.keys.list()).map((k) => [k.id, k]))
-    const prefixes = await this.keys.prefixesByKey()
+    const secrets = await this.keys.liveSecretsByKey()
     const rows = groups.map((g) => {
       const key = keys.get(g.group)
       const budget = key ? resolveKeyLimits(defaults, key.limits).limits.dailyTokens : null
       return {
         key_id: g.group === '' ? null : g.group,
         key_name: key?.name ?? null,
-        prefix: key ? (prefixes.get(key.id)?.[0] ?? null) : null,
+        prefix: key ? (secrets.get(key.id)?.[0]?.prefix ?? null) : null,
         ...groupView(g),
         daily_budget: budget,
         budget_used: budget === null ? null : g.totalTokens / budget,

@@ -259,8 +259,8 @@ export function dashboardRoutes(s: DashboardServices): Hono<DashEnv> {
   })
 
   const keysPage = async (c: Ctx, message: KeysMessage | null, status = 200) => {
-    const [keys, prefixes] = await Promise.all([s.keys.list(), s.keys.prefixesByKey()])
-    return page(c, 'keys', 'Keys', <KeysView keys={keys} prefixes={prefixes} csrf={c.get('session').csrf} now={s.clock.now()} message={message} />, status)
+    const [keys, secrets] = await Promise.all([s.keys.list(), s.keys.liveSecretsByKey()])
+    return page(c, 'keys', 'Keys', <KeysView keys={keys} secrets={secrets} csrf={c.get('session').csrf} now={s.clock.now()} message={message} />, status)
   }
   /** Runs a key change; a refusal (the CLI's rules) is shown on the keys page, not as a bare error. */
   const keyAction = async (c: Ctx, act: (form: Record<string, unknown>) => Promise<KeysMessage>) => {

@@ -1,7 +1,7 @@
 import type { LoggedRequest } from '../../core/store.js'
 import type { ErrorView, GroupTotals, KeyBudget, Overview, UsageRangeView } from '../../core/usage-views.js'
 import type { LimitSource } from '../../core/limits.js'
-import { keyStatus } from '../../core/keys.js'
+import { keyStatus, type LiveSecret } from '../../core/keys.js'
 import { costUsd } from '../../core/log-columns.js'
 import type { ApiKey, RequestRow } from '../../core/types.js'
 import { BarChart, Legend } from './chart.js'
@@ -441,8 +441,8 @@ export interface KeysMessage {
   secret?: string
 }
 
-export function KeysView(props: { keys: ApiKey[]; prefixes: Map<string, string[]>; csrf: string; now: number; message: KeysMessage | null }) {
-  const { keys, prefixes, csrf, now, message } = props
+export function KeysView(props: { keys: ApiKey[]; secrets: Map<string, LiveSecret[]>; csrf: string; now: number; message: KeysMessage | null }) {
+  const { keys, secrets, csrf, now, message } = props
   const Csrf = () => <input type="hidden" name="csrf" value={csrf} />
   return (
     <>
@@ -513,7 +513,7 @@ export function KeysView(props: { keys: ApiKey[]; prefixes: Map<string, string[]
                       {k.name}
                       <div class="muted">{k.id}</div>
                     </td>
-                    <td>{(prefixes.get(k.id) ?? []).map((p) => `${p}…`).join(' ') || '-'}</td>
+                    <td>{(secrets.get(k.id) ?? []).map((secret) => `${secret.prefix}…`).join(' ') || '-'}</td>
                     <td>{k.admin ? 'admin' : 'user'}</td>
                     <td>
                       <span class={status === 'active' ? 'tag ok' : 'tag bad'}>{status}</span>
